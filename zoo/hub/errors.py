@@ -1,0 +1,100 @@
+"""Errors raised while saving, finding, downloading and loading checkpoints.
+
+Every error subclasses :class:`ZooError`, so ``except zoo.hub.errors.ZooError`` catches them all;
+each also subclasses the closest builtin (``LookupError``, ``ValueError``, ``OSError``) so that
+generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ZooError(Exception):
+    """Base class of the zoo's own errors."""
+
+
+class UnknownModelError(ZooError, LookupError):
+    """A model name that is neither registered nor an existing folder."""
+
+    def __init__(self, name: str, suggestions: list[str], known: list[str]) -> None:
+        self.name = name
+        self.suggestions = list(suggestions)
+        hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        listing = ", ".join(known) if known else "none"
+        super().__init__(
+            f"unknown model {name!r}.{hint} Registered models: {listing} (see zoo.list_models())."
+        )
+
+    def __str__(self) -> str:  # LookupError would otherwise print the repr of the message
+        return str(self.args[0])
+
+
+class InvalidNameError(ZooError, ValueError):
+    """A name that looks like a path but is not an existing folder.
+
+    Model names never become paths unchecked: only ``[A-Za-z0-9._-]`` names that do not start
+    with a dot are looked up in the registry.
+    """
+
+
+class CheckpointError(ZooError, ValueError):
+    """A checkpoint folder or model that does not follow the zoo's format."""
+
+
+class CorruptFileError(ZooError, OSError):
+    """A file whose sha256 (or size) differs from the recorded one.
+
+    Attributes
+    ----------
+    path
+        The file.
+    expected, actual
+        The recorded and the measured sha256 (hex).
+    removed
+        Whether the file was removed from the Hugging Face cache (so a later load downloads it
+        again instead of meeting the same bad copy).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        expected: str,
+        actual: str,
+        *,
+        expected_size: int | None = None,
+        actual_size: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.expected = expected
+        self.actual = actual
+        self.expected_size = expected_size
+        self.actual_size = actual_size
+        self.removed = False
+        super().__init__(str(path))
+
+    def __str__(self) -> str:
+        sizes = ""
+        if self.expected_size is not None and self.actual_size != self.expected_size:
+            sizes = f" It has {self.actual_size} bytes, not {self.expected_size} (truncated?)."
+        where = (
+            " The file was removed from the Hugging Face cache; loading again downloads it anew."
+            if self.removed
+            else ""
+        )
+        return (
+            f"corrupt file {self.path}: sha256 {self.actual} does not match the expected "
+            f"{self.expected}.{sizes}{where}"
+        )
+
+
+class IncompatibleVersionError(ZooError, RuntimeError):
+    """A checkpoint that needs a newer zoo than the one installed."""
+
+
+class OfflineError(ZooError, OSError):
+    """Downloads are off (``HF_HUB_OFFLINE=1``, ``local_files_only``); the model is not cached."""
+
+
+class DownloadError(ZooError, OSError):
+    """The Hub (or the mirror in ``HF_ENDPOINT``) could not deliver a file."""

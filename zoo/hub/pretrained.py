@@ -1,0 +1,230 @@
+"""Registry of published models, timm-style.
+
+One frozen :class:`PretrainedEntry` per published model: where it lives on the Hugging Face Hub
+(``repo_id`` and the pinned commit ``revision``), the sha256 of every file of that commit, the
+dataset, the licence and the headline metrics. The architecture arguments are *not* here: they
+live in the checkpoint's ``config.json``.
+
+Adding a model is one block at the bottom of this module::
+
+    register_pretrained(PretrainedEntry(
+        name="equiformer-md17-aspirin",
+        architecture="equiformer",
+        repo_id="zoo-models/equiformer-md17-aspirin",
+        revision="<commit sha printed by zoo.publish>",
+        sha256={"README.md": "...", "config.json": "...", "model.safetensors": "..."},
+        dataset="MD17 aspirin, 950 training frames",
+        licence="MIT",
+        metrics={"energy_mae": 5.2, "forces_mae": 7.1},
+    ))
+
+:func:`zoo.publish` prints such a block, filled in, for the folder it uploads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import fnmatch
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from zoo.hub.errors import UnknownModelError
+
+# Names are used as folder names (bundled cards, cache) and in messages: keep them boring.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+REQUIRED_FILES = ("config.json", "model.safetensors")
+
+
+@dataclass(frozen=True)
+class PretrainedEntry:
+    """What the zoo knows about one published model.
+
+    Attributes
+    ----------
+    name
+        Registry name, e.g. ``"equiformer-md17-aspirin"``.
+    architecture
+        Registered architecture the checkpoint builds (checked against its ``config.json``).
+    repo_id
+        Hugging Face Hub model repository, ``"org/name"``.
+    revision
+        Pinned commit sha (40 hex digits) of that repository.
+    sha256
+        File name to sha256 (hex) for every file of the repository at ``revision``; must include
+        ``config.json`` and ``model.safetensors``.
+    dataset, licence
+        Training data and licence of the weights.
+    aliases
+        Other names that resolve to this entry.
+    min_zoo_version
+        Oldest zoo release that can load the checkpoint.
+    metrics
+        Headline test metrics, e.g. ``{"energy_mae": 5.2, "forces_mae": 7.1}`` (meV, meV/Å).
+    description, paper
+        One line for listings; a citation or URL.
+    """
+
+    name: str
+    architecture: str
+    repo_id: str
+    revision: str
+    sha256: Mapping[str, str]
+    dataset: str
+    licence: str
+    aliases: tuple[str, ...] = ()
+    min_zoo_version: str = "0.1.0"
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    description: str = ""
+    paper: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in (self.name, *self.aliases):
+            if not SAFE_NAME.fullmatch(name):
+                raise ValueError(f"model name {name!r} must match {SAFE_NAME.pattern}")
+        if not _COMMIT_SHA.fullmatch(self.revision):
+            raise ValueError(
+                f"{self.name}: revision must be a pinned commit sha (40 hex digits), "
+                f"got {self.revision!r}"
+            )
+        missing = [f for f in REQUIRED_FILES if f not in self.sha256]
+        if missing:
+            raise ValueError(f"{self.name}: sha256 lacks {', '.join(missing)}")
+        for filename, digest in self.sha256.items():
+            if not SAFE_NAME.fullmatch(filename):
+                raise ValueError(f"{self.name}: file name {filename!r} is not a plain file name")
+            if not _SHA256.fullmatch(digest):
+                raise ValueError(f"{self.name}: sha256 of {filename} is not 64 lowercase hex")
+        # Read-only views: a frozen entry must not be edited through its dicts either.
+        object.__setattr__(self, "sha256", MappingProxyType(dict(self.sha256)))
+        object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy of the entry."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["sha256"] = dict(self.sha256)
+        out["metrics"] = dict(self.metrics)
+        out["aliases"] = list(self.aliases)
+        return out
+
+
+_MODELS: dict[str, PretrainedEntry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_pretrained(entry: PretrainedEntry, *, replace: bool = False) -> PretrainedEntry:
+    """Add ``entry`` to the registry.
+
+    Parameters
+    ----------
+    entry
+        The published model.
+    replace
+        Allow replacing an entry of the same name (its old aliases are dropped).
+
+    Returns
+    -------
+    PretrainedEntry
+        ``entry``, so that the call can be used as an expression.
+    """
+    taken = {entry.name, *entry.aliases}
+    if entry.name in _MODELS and not replace:
+        raise ValueError(f"model {entry.name!r} is already registered")
+    for alias in taken:
+        owner = _MODELS[alias].name if alias in _MODELS else _ALIASES.get(alias)
+        if owner is not None and owner != entry.name:
+            raise ValueError(f"name {alias!r} is already taken by model {owner!r}")
+    if entry.name in _MODELS:
+        unregister_pretrained(entry.name)
+    _MODELS[entry.name] = entry
+    for alias in entry.aliases:
+        _ALIASES[alias] = entry.name
+    return entry
+
+
+def unregister_pretrained(name: str) -> None:
+    """Remove a model (by name or alias) and its aliases from the registry."""
+    entry = get_pretrained(name)
+    del _MODELS[entry.name]
+    for alias in entry.aliases:
+        _ALIASES.pop(alias, None)
+
+
+@contextlib.contextmanager
+def registered(entry: PretrainedEntry, *, replace: bool = False) -> Iterator[PretrainedEntry]:
+    """Register ``entry`` for the duration of a ``with`` block (tests, experiments).
+
+    A replaced entry is restored on exit.
+    """
+    previous = _MODELS.get(entry.name)
+    register_pretrained(entry, replace=replace)
+    try:
+        yield entry
+    finally:
+        if _MODELS.get(entry.name) is entry:
+            unregister_pretrained(entry.name)
+        if previous is not None:
+            register_pretrained(previous)
+
+
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a registered model name or alias."""
+    return name in _MODELS or name in _ALIASES
+
+
+def get_pretrained(name: str) -> PretrainedEntry:
+    """The entry of a model name or alias; an unknown name suggests the closest ones."""
+    canonical = _ALIASES.get(name, name)
+    try:
+        return _MODELS[canonical]
+    except KeyError:
+        candidates = sorted({*_MODELS, *_ALIASES})
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+        raise UnknownModelError(name, close, sorted(_MODELS)) from None
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the published models matching a shell-style ``pattern``.
+
+    Parameters
+    ----------
+    pattern
+        ``fnmatch`` pattern, e.g. ``"equiformer-md17-*"``.
+
+    Returns
+    -------
+    list of str
+        Sorted registry names (aliases are not listed).
+    """
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def info(name: str) -> dict[str, Any]:
+    """Everything the registry knows about a model, as a plain dict.
+
+    Parameters
+    ----------
+    name
+        Model name or alias.
+
+    Returns
+    -------
+    dict
+        The fields of :class:`PretrainedEntry` (name, aliases, architecture, dataset, licence,
+        repo_id, revision, sha256, min_zoo_version, metrics, description, paper).
+    """
+    return get_pretrained(name).to_dict()
+
+
+# --- published models -------------------------------------------------------------------------
+# One register_pretrained(PretrainedEntry(...)) block per model. The values come from
+# zoo.publish, which prints the block for the folder it uploads. The bundled test model
+# `zoo-test-tiny` (model_cards/zoo-test-tiny/) goes here once its folder exists and is published;
+# an entry with made-up checksums would make every load of it fail, so none is registered yet.

@@ -1,0 +1,221 @@
+"""Controllers that set the relaxation levels during training.
+
+Every controller has the same interface, called by the trainer (or by a hand-written loop):
+
+- :meth:`LevelController.attach` once, with the relaxed model;
+- :meth:`LevelController.on_epoch_start` at the start of every epoch;
+- :meth:`LevelController.on_before_optimizer_step` after ``backward``, before the optimiser step
+  (the branch scales must not be in the optimiser: the controller owns them);
+- :meth:`LevelController.state_dict` / :meth:`LevelController.load_state_dict` to resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.relax.branch import RelaxedBranch
+
+
+def triangle_level(epoch: int, n_epochs: int, peak: float = 1.0) -> float:
+    """CR's triangle schedule: ``2i/N`` for ``i < N/2``, then ``2 - 2i/N`` (times ``peak``)."""
+    if n_epochs <= 0:
+        raise ValueError("n_epochs must be positive")
+    i = min(max(epoch, 0), n_epochs)
+    value = 2.0 * i / n_epochs if i < n_epochs / 2 else 2.0 - 2.0 * i / n_epochs
+    return peak * value
+
+
+class LevelController:
+    """Base class: holds the branches; subclasses update their levels."""
+
+    method = "base"
+
+    def __init__(self) -> None:
+        self.branches: list[RelaxedBranch] = []
+
+    def attach(self, model: nn.Module) -> None:
+        """Find the branches of a relaxed model (call after :func:`zoo.relax.relax`)."""
+        from zoo.relax import branches
+
+        self.branches = branches(model)
+        if not self.branches:
+            raise ValueError("the model has no relaxation branches: call zoo.relax.relax first")
+
+    def levels(self) -> list[float]:
+        """Current level of every branch, in site order."""
+        return [b.level for b in self.branches]
+
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:  # noqa: B027 - optional hook
+        """Called at the start of every epoch (0-based)."""
+
+    def on_before_optimizer_step(self) -> None:  # noqa: B027 - optional hook
+        """Called after ``backward``, before the optimiser step."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"levels": self.levels()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for branch, level in zip(self.branches, state["levels"], strict=True):
+            branch.level = level
+
+
+class CRController(LevelController):
+    """Constraint relaxation: a fixed schedule of the shared level.
+
+    Parameters
+    ----------
+    schedule
+        ``"triangle"`` (the paper's: starts and ends equivariant) or ``"constant"`` (ablation).
+    peak
+        Largest level (triangle) or the constant level.
+    """
+
+    method = "cr"
+
+    def __init__(self, schedule: str = "triangle", peak: float = 1.0) -> None:
+        super().__init__()
+        if schedule not in ("triangle", "constant"):
+            raise ValueError(f"CR schedule must be 'triangle' or 'constant', got {schedule!r}")
+        self.schedule, self.peak = schedule, peak
+
+    def level_at(self, epoch: int, n_epochs: int) -> float:
+        if self.schedule == "constant":
+            return self.peak
+        return triangle_level(epoch, n_epochs, self.peak)
+
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
+        level = self.level_at(epoch, n_epochs)
+        for branch in self.branches:
+            branch.level = level
+
+
+class ACEController(LevelController):
+    """Adaptive constrained equivariance: primal-dual updates of each branch's ``gamma``.
+
+    Implements exactly, per step and per branch ``i`` (METHODS.md section 2)::
+
+        gamma_i  <- gamma_i - eta_p * (dJ/dgamma_i + lambda_i)            (equality)
+        lambda_i <- lambda_i + eta_d * gamma_i
+
+    and in the resilient form, with relaxation cost ``(rho / 2) u_i^2``::
+
+        gamma_i  <- gamma_i - eta_p * (dJ/dgamma_i + lambda_i * sign(gamma_i))
+        u_i      <- u_i - eta_p * (rho * u_i - lambda_i)
+        lambda_i <- max(0, lambda_i + eta_d * (|gamma_i| - u_i))
+
+    The dual step uses the updated primal (alternating gradient descent-ascent). The network
+    weights ``theta`` are stepped by the trainer's optimiser on ``J``.
+    """
+
+    method = "ace"
+
+    def __init__(
+        self,
+        eta_p: float = 9e-4,
+        eta_d: float = 8e-4,
+        form: str = "equality",
+        rho: float = 1.0,
+        u_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if form not in ("equality", "resilient"):
+            raise ValueError(f"ACE form must be 'equality' or 'resilient', got {form!r}")
+        self.eta_p, self.eta_d, self.form, self.rho, self.u_init = eta_p, eta_d, form, rho, u_init
+        self.duals: list[float] = []
+        self.slacks: list[float] = []
+
+    def attach(self, model: nn.Module) -> None:
+        super().attach(model)
+        self.duals = [0.0] * len(self.branches)
+        self.slacks = [self.u_init] * len(self.branches)
+
+    @torch.no_grad()
+    def on_before_optimizer_step(self) -> None:
+        for i, branch in enumerate(self.branches):
+            grad = 0.0 if branch.scale.grad is None else float(branch.scale.grad)
+            gamma, lam = branch.level, self.duals[i]
+            if self.form == "equality":
+                gamma = gamma - self.eta_p * (grad + lam)
+                lam = lam + self.eta_d * gamma
+            else:
+                sign = (gamma > 0) - (gamma < 0)
+                gamma = gamma - self.eta_p * (grad + lam * sign)
+                u = self.slacks[i]
+                self.slacks[i] = u - self.eta_p * (self.rho * u - lam)
+                lam = max(0.0, lam + self.eta_d * (abs(gamma) - self.slacks[i]))
+            branch.level, self.duals[i] = gamma, lam
+            branch.scale.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"levels": self.levels(), "duals": list(self.duals), "slacks": list(self.slacks)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.duals, self.slacks = list(state["duals"]), list(state["slacks"])
+
+
+class RECMController(LevelController):
+    """RECM-style recurrent level modulation (our documented reconstruction, METHODS.md 3).
+
+    Per branch ``l`` and step, with the branch's demand ``d_l = -dL_task/ds_l``
+    (``= -<dL/d out_l, g_l(x)>``, averaged over the batch)::
+
+        h_l <- (1 - beta) h_l + beta d_l
+        s_l <- clip(s_l + eta (h_l - kappa s_l), 0, s_max)
+
+    On data whose distribution is symmetric (e.g. with Haar-random rotation augmentation) the
+    expected demand vanishes where the equivariant trunk is stationary, so the pull
+    ``kappa s_l`` takes the level to 0; a layer that needs symmetry breaking keeps a level
+    where demand and pull balance.
+    """
+
+    method = "recm"
+
+    def __init__(
+        self, beta: float = 0.1, eta: float = 0.05, kappa: float = 1.0, s_max: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.beta, self.eta, self.kappa, self.s_max = beta, eta, kappa, s_max
+        self.states: list[float] = []
+
+    def attach(self, model: nn.Module) -> None:
+        super().attach(model)
+        self.states = [0.0] * len(self.branches)
+
+    @torch.no_grad()
+    def on_before_optimizer_step(self) -> None:
+        for i, branch in enumerate(self.branches):
+            demand = 0.0 if branch.scale.grad is None else -float(branch.scale.grad)
+            h = (1.0 - self.beta) * self.states[i] + self.beta * demand
+            s = branch.level + self.eta * (h - self.kappa * branch.level)
+            branch.level = min(max(s, 0.0), self.s_max)
+            self.states[i] = h
+            branch.scale.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"levels": self.levels(), "states": list(self.states)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.states = list(state["states"])
+
+
+CONTROLLERS: dict[str, type[LevelController]] = {
+    "cr": CRController,
+    "ace": ACEController,
+    "recm": RECMController,
+}
+
+
+def make_controller(method: str, **options: Any) -> LevelController:
+    """A controller by method name (``"cr"``, ``"ace"``, ``"recm"``) with its options."""
+    try:
+        cls = CONTROLLERS[method]
+    except KeyError:
+        raise ValueError(
+            f"unknown relaxation method {method!r}; choose one of {sorted(CONTROLLERS)}"
+        ) from None
+    return cls(**options)

@@ -1,0 +1,197 @@
+"""Group representations of the flattened features at a relaxation site.
+
+The regularisers need, for a feature vector of dimension ``D``, either the Lie-algebra
+representation ``drho(A_a)`` (``[k, D, D]``, continuous groups) or the matrices of the group's
+generators (``[k, D, D]``, finite groups). Each class here builds them for one feature layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from e3nn import o3
+
+
+def _su2_generators(j: int) -> torch.Tensor:
+    """Complex su(2) generators of spin ``j`` in float64 (e3nn builds them in the default
+    dtype, which in float32 limits its Wigner matrices to ~1e-7)."""
+    m = torch.arange(-j, j, dtype=torch.float64)
+    raising = torch.diag(-torch.sqrt(j * (j + 1) - m * (m + 1)), diagonal=-1)
+    m = torch.arange(-j + 1, j + 1, dtype=torch.float64)
+    lowering = torch.diag(torch.sqrt(j * (j + 1) - m * (m - 1)), diagonal=1)
+    m = torch.arange(-j, j + 1, dtype=torch.float64)
+    return torch.stack(
+        [0.5 * (raising + lowering), torch.diag(1j * m), -0.5j * (raising - lowering)]
+    ).to(torch.complex128)
+
+
+def irrep_generators(l: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``[3, 2l+1, 2l+1]`` real so(3) generators of degree ``l`` in e3nn's basis, exact in
+    float64; index ``a`` generates rotations about axis ``a`` (x, y, z)."""
+    from e3nn.o3._wigner import change_basis_real_to_complex
+
+    q = change_basis_real_to_complex(l, dtype=torch.float64)
+    x = torch.conj(q.T) @ _su2_generators(l) @ q
+    return torch.real(x).to(dtype)
+
+
+def so3_generators(irreps: str | o3.Irreps, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Lie-algebra representation of so(3) on an e3nn irreps space.
+
+    Parameters
+    ----------
+    irreps
+        e3nn irreps, e.g. ``"128x0e+64x1e+32x2e"``.
+    dtype
+        Floating dtype of the result (float64 makes ``matrix_exp`` exact to ~1e-14).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[3, D, D]``: block diagonal over the irreps, one ``(2l+1)``-block per multiplicity copy,
+        so that ``matrix_exp(t * A[a])`` equals ``irreps.D_from_matrix`` of the rotation by ``t``
+        about axis ``a`` (x, y, z). Parity does not enter: it is not reachable by generators.
+    """
+    irreps = o3.Irreps(irreps)
+    out = torch.zeros(3, irreps.dim, irreps.dim, dtype=dtype)
+    start = 0
+    for mul, ir in irreps:
+        block = irrep_generators(ir.l, dtype)
+        size = 2 * ir.l + 1
+        for _ in range(mul):
+            out[:, start : start + size, start : start + size] = block
+            start += size
+    return out
+
+
+@dataclass(frozen=True)
+class IrrepsRep:
+    """Features laid out as an e3nn irreps vector (e.g. ``[N, irreps.dim]``)."""
+
+    irreps: str
+
+    @property
+    def dim(self) -> int:
+        return o3.Irreps(self.irreps).dim
+
+    kind = "lie"
+
+    def lie_algebra(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        return so3_generators(self.irreps, dtype)
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        """``[3, ..., D]``: each so(3) generator applied to ``x`` (``[..., D]``), block by block.
+
+        Applying the ``(2l+1)``-blocks one irrep type at a time costs ``O(D)`` per generator
+        instead of the ``O(D^2)`` of the dense ``[3, D, D]`` matrix.
+        """
+        parts = []
+        start = 0
+        for mul, ir in o3.Irreps(self.irreps):
+            size = 2 * ir.l + 1
+            chunk = x[..., start : start + mul * size]
+            start += mul * size
+            if ir.l == 0:
+                parts.append(torch.zeros((3, *chunk.shape), dtype=x.dtype, device=x.device))
+                continue
+            gens = irrep_generators(ir.l, x.dtype).to(x.device)
+            blocks = chunk.reshape(*chunk.shape[:-1], mul, size)
+            acted = torch.einsum("aij,...mj->a...mi", gens, blocks)
+            parts.append(acted.reshape(3, *chunk.shape))
+        return torch.cat(parts, dim=-1)
+
+
+@dataclass(frozen=True)
+class VectorChannelsRep:
+    """``C`` 3D vectors flattened channel-major: index ``3 * c + i`` is component ``i`` of ``c``.
+
+    This is the layout of a ``[..., C, 3]`` tensor reshaped to ``[..., 3C]`` (Vector Neurons).
+    The generators act on the 3-axis: ``I_C kron L_a`` (the research code's ``(D, 3)`` reshape
+    of a ``(3, D)`` layout gets this wrong; an intertwiner must give zero).
+    """
+
+    channels: int
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.channels
+
+    kind = "lie"
+
+    def lie_algebra(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        eye = torch.eye(self.channels, dtype=dtype)
+        return torch.stack([torch.kron(eye, g) for g in irrep_generators(1, dtype)])
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        """``[3, ..., 3C]``: each generator applied to every channel's 3-vector."""
+        gens = irrep_generators(1, x.dtype).to(x.device)
+        vectors = x.reshape(*x.shape[:-1], self.channels, 3)
+        return torch.einsum("aij,...cj->a...ci", gens, vectors).reshape(3, *x.shape)
+
+
+@dataclass(frozen=True)
+class FiniteGroupRep:
+    """A representation of a finite group given by the matrices of its generators.
+
+    Parameters
+    ----------
+    generator_matrices
+        Nested tuples ``[k][D][D]`` (plain numbers, so the object is hashable and JSON-friendly).
+    """
+
+    generator_matrices: tuple
+
+    @classmethod
+    def from_tensor(cls, matrices: torch.Tensor) -> FiniteGroupRep:
+        """Build from a ``[k, D, D]`` tensor of generator matrices."""
+        return cls(tuple(tuple(tuple(row) for row in m) for m in matrices.tolist()))
+
+    @property
+    def dim(self) -> int:
+        return len(self.generator_matrices[0])
+
+    kind = "finite"
+
+    def group_generators(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        return torch.tensor(self.generator_matrices, dtype=dtype)
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        """``[k, ..., D]``: each generator's matrix applied to ``x``."""
+        mats = self.group_generators(x.dtype).to(x.device)
+        return torch.einsum("kij,...j->k...i", mats, x)
+
+
+@dataclass(frozen=True)
+class TrivialRep:
+    """Invariant features (every group element acts as the identity)."""
+
+    size: int
+    kind = "lie"
+
+    @property
+    def dim(self) -> int:
+        return self.size
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((3, *x.shape), dtype=x.dtype, device=x.device)
+
+
+def wigner_matrix(irreps: str | o3.Irreps, rotation: torch.Tensor) -> torch.Tensor:
+    """Block-diagonal representation matrix of ``rotation`` on ``irreps``, exact in float64.
+
+    Computed as ``matrix_exp(angle * sum_a axis_a A_a)`` from the rotation's axis and angle.
+    Parity acts as ``p`` when ``det(rotation) = -1``.
+    """
+    rotation = rotation.to(torch.float64)
+    det = torch.det(rotation)
+    proper = rotation * det
+    axis, angle = o3.matrix_to_axis_angle(proper)
+    generators = so3_generators(irreps)
+    matrix = torch.linalg.matrix_exp(angle * torch.einsum("a,aij->ij", axis, generators))
+    if det < 0:
+        parities = []
+        for mul, ir in o3.Irreps(irreps):
+            parities += [float(ir.p)] * (mul * ir.dim)
+        matrix = matrix * torch.tensor(parities, dtype=torch.float64)[:, None]
+    return matrix
