@@ -79,8 +79,15 @@ class OlahServer:
         )
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "olah.server", "--config", str(config),
-                 "--log-path", str(self.root / "olah-logs")],
+                [
+                    sys.executable,
+                    "-m",
+                    "olah.server",
+                    "--config",
+                    str(config),
+                    "--log-path",
+                    str(self.root / "olah-logs"),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
@@ -97,7 +104,9 @@ class OlahServer:
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"olah did not answer within {timeout} s:\n{self.log.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"olah did not answer within {timeout} s:\n{self.log.read_text()[-3000:]}"
+        )
 
     def stop(self) -> None:
         if self.process is None:
@@ -111,7 +120,7 @@ class OlahServer:
         self.process = None
 
     def add_repo(self, repo_id: str, folder: Path, tags: tuple[str, ...] = ()) -> str:
-        """Commit the files of ``folder`` to the repo ``repo_id`` (created if new); return its sha."""
+        """Commit ``folder``'s files to the repo ``repo_id`` (created if new); return the sha."""
         repo = self.mirrors / "models" / repo_id
         if not (repo / ".git").exists():
             repo.mkdir(parents=True)
@@ -197,9 +206,7 @@ class FlakyProxy:
         # One request per connection: the upstream closes after its answer, which ends our copy.
         headers = [h for h in lines[1:] if h and not h.lower().startswith("connection:")]
         request = "\r\n".join([lines[0], *headers, "Connection: close", "", ""]).encode("latin-1")
-        kill = (
-            self.kill_suffix is not None and method == "GET" and path.endswith(self.kill_suffix)
-        )
+        kill = self.kill_suffix is not None and method == "GET" and path.endswith(self.kill_suffix)
         with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
             upstream.sendall(request)
             response_head = _read_head(upstream)
@@ -262,13 +269,21 @@ def entry_kwargs(name: str, repo_id: str, revision: str, folder: Path) -> dict[s
 
 # Run in a fresh interpreter: registers the test architecture and one registry entry, loads the
 # model and prints its outputs. huggingface_hub reads HF_HUB_OFFLINE and HF_ENDPOINT at import,
-# which is why these checks need their own process.
+# which is why these checks need their own process. With a barrier (a folder and a count), the
+# processes wait for each other after their slow imports, so that their downloads overlap.
 _LOAD_SCRIPT = """
-import json, sys
+import json, os, sys, time
+from pathlib import Path
 import toy_arch
 import zoo
 from zoo.hub.pretrained import PretrainedEntry, register_pretrained
 register_pretrained(PretrainedEntry(**json.loads(sys.argv[1])))
+if len(sys.argv) > 3:
+    barrier, parties = Path(sys.argv[3]), int(sys.argv[4])
+    (barrier / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(barrier.iterdir())) < parties and time.monotonic() < deadline:
+        time.sleep(0.01)
 model = zoo.load(sys.argv[2])
 print(json.dumps({"outputs": toy_arch.example_outputs(model).tolist(),
                   "folder": model.zoo_info["folder"], "revision": model.zoo_info["revision"]}))
@@ -276,15 +291,23 @@ print(json.dumps({"outputs": toy_arch.example_outputs(model).tolist(),
 
 
 def start_load_process(
-    entry: dict[str, Any], name: str, env: dict[str, str]
+    entry: dict[str, Any],
+    name: str,
+    env: dict[str, str],
+    barrier: tuple[Path, int] | None = None,
 ) -> subprocess.Popen[str]:
-    """Start ``zoo.load(name)`` in a subprocess with ``env`` added to the environment."""
+    """Start ``zoo.load(name)`` in a subprocess with ``env`` added to the environment.
+
+    ``barrier`` = ``(empty folder, number of processes)`` makes the processes start loading
+    together.
+    """
     full_env = {**os.environ, **env}
     full_env["PYTHONPATH"] = os.pathsep.join(
         [str(PROJECT_ROOT), str(TESTS_DIR), full_env.get("PYTHONPATH", "")]
     )
+    extra = [str(barrier[0]), str(barrier[1])] if barrier else []
     return subprocess.Popen(
-        [sys.executable, "-c", _LOAD_SCRIPT, json.dumps(entry), name],
+        [sys.executable, "-c", _LOAD_SCRIPT, json.dumps(entry), name, *extra],
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import hub_server
 import pytest
 import torch
 from hub_server import (
@@ -20,7 +21,6 @@ from hub_server import (
     entry_kwargs,
     finish_load_process,
     flaky_proxy,
-    hub,  # noqa: F401  (module-scoped fixture)
     start_load_process,
 )
 from toy_arch import ARCHITECTURE, example_outputs, make_model
@@ -46,6 +46,7 @@ from zoo.hub.pretrained import (
 from zoo.hub.publish import publish
 
 PINNED = "0123456789abcdef0123456789abcdef01234567"
+hub = hub_server.hub  # the module-scoped olah fixture, requested by name below
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -58,7 +59,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.Te
 
 
 @pytest.fixture(scope="module")
-def served(hub: OlahServer, checkpoint) -> dict:  # noqa: F811
+def served(hub: OlahServer, checkpoint) -> dict:
     """The checkpoint served at ``zoo/toy`` (tagged ``v1``), as registry-entry arguments."""
     folder, _ = checkpoint
     sha = hub.add_repo("zoo/toy", folder, tags=("v1",))
@@ -66,7 +67,7 @@ def served(hub: OlahServer, checkpoint) -> dict:  # noqa: F811
 
 
 @pytest.fixture
-def online(hub: OlahServer, monkeypatch: pytest.MonkeyPatch) -> OlahServer:  # noqa: F811
+def online(hub: OlahServer, monkeypatch: pytest.MonkeyPatch) -> OlahServer:
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     return hub
@@ -195,7 +196,7 @@ def test_download_by_pinned_revision_and_tag(online, served, checkpoint, tmp_pat
     assert torch.equal(example_outputs(model), reference)
 
 
-def test_unpinned_revision_is_checked_against_its_config(online, hub, checkpoint, tmp_path):  # noqa: F811
+def test_unpinned_revision_is_checked_against_its_config(online, hub, checkpoint, tmp_path):
     folder, _ = checkpoint
     first = hub.add_repo("zoo/moving", folder, tags=("v1",))
     newer = save_pretrained(make_model(seed=11), tmp_path / "newer", card="# v2\n")
@@ -208,7 +209,7 @@ def test_unpinned_revision_is_checked_against_its_config(online, hub, checkpoint
     assert torch.equal(example_outputs(model), example_outputs(make_model(seed=11)))
 
 
-def test_download_function_takes_an_endpoint(hub, served, tmp_path, monkeypatch):  # noqa: F811
+def test_download_function_takes_an_endpoint(hub, served, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     with registered(PretrainedEntry(**served)):
         folder = hub_download.download("zoo-test-toy", cache_dir=tmp_path, endpoint=hub.url)
@@ -223,7 +224,9 @@ def test_reload_offline_from_cache(online, served, checkpoint, tmp_path, monkeyp
         zoo.load("zoo-test-toy", revision="v1", cache_dir=cache)  # the cache learns the tag
         monkeypatch.setenv("HF_ENDPOINT", dead_endpoint())
         for revision in (None, "v1"):
-            model = zoo.load("zoo-test-toy", revision=revision, cache_dir=cache, local_files_only=True)
+            model = zoo.load(
+                "zoo-test-toy", revision=revision, cache_dir=cache, local_files_only=True
+            )
             assert torch.equal(example_outputs(model), reference)
     # huggingface_hub reads HF_HUB_OFFLINE at import: check the real switch in a fresh process.
     process = start_load_process(
@@ -246,16 +249,21 @@ def test_offline_without_cache_says_how_to_get_it(served, tmp_path, monkeypatch)
             zoo.load("zoo-test-toy", cache_dir=tmp_path)
 
 
-def test_unreachable_hub_is_a_download_error(served, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", dead_endpoint())
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with registered(PretrainedEntry(**served)):
+def test_missing_repository_is_a_download_error(online, served, tmp_path):
+    # (An endpoint that refuses connections is a DownloadError too, after huggingface_hub's
+    # ~20 s of retries; the mid-download crash below covers network failures faster.)
+    kwargs = {**served, "name": "zoo-test-missing", "repo_id": "zoo/missing"}
+    with registered(PretrainedEntry(**kwargs)):
         with pytest.raises(DownloadError, match="HF_ENDPOINT"):
-            zoo.load("zoo-test-toy", cache_dir=tmp_path)
+            zoo.load("zoo-test-missing", cache_dir=tmp_path)
 
 
 def test_server_dying_mid_download_leaves_no_partial_file(
-    hub, served, checkpoint, tmp_path, monkeypatch  # noqa: F811
+    hub,
+    served,
+    checkpoint,
+    tmp_path,
+    monkeypatch,
 ):
     _, reference = checkpoint
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -273,7 +281,7 @@ def test_server_dying_mid_download_leaves_no_partial_file(
     assert file_hashes(Path(model.zoo_info["folder"])) == served["sha256"]
 
 
-def test_tampered_file_is_rejected_and_evicted(hub, served, checkpoint, tmp_path, monkeypatch):  # noqa: F811
+def test_tampered_file_is_rejected_and_evicted(hub, served, checkpoint, tmp_path, monkeypatch):
     folder, _ = checkpoint
     tampered = tmp_path / "tampered"
     shutil.copytree(folder, tampered)
@@ -294,22 +302,24 @@ def test_tampered_file_is_rejected_and_evicted(hub, served, checkpoint, tmp_path
     assert err.actual == hashlib.sha256(bytes(data)).hexdigest()
     assert err.expected in str(err) and err.actual in str(err)
     assert _snapshot_files(cache, "model.safetensors") == []
-    bad_blobs = [
-        p for p in cache.glob("models--*/blobs/*") if p.read_bytes() == bytes(data)
-    ]
+    bad_blobs = [p for p in cache.glob("models--*/blobs/*") if p.read_bytes() == bytes(data)]
     assert bad_blobs == []
 
 
 def test_two_processes_load_into_one_empty_cache(online, served, checkpoint, tmp_path):
     _, reference = checkpoint
-    env = {"HF_ENDPOINT": online.url, "HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "0"}
-    processes = [start_load_process(served, "zoo-test-toy", env) for _ in range(2)]
+    cache, barrier = tmp_path / "cache", tmp_path / "barrier"
+    barrier.mkdir()
+    env = {"HF_ENDPOINT": online.url, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "0"}
+    processes = [
+        start_load_process(served, "zoo-test-toy", env, barrier=(barrier, 2)) for _ in range(2)
+    ]
     results = [finish_load_process(p) for p in processes]
     for result in results:
         assert torch.equal(torch.tensor(result["outputs"]), reference)
         assert result["revision"] == served["revision"]
     assert file_hashes(Path(results[0]["folder"])) == served["sha256"]
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(cache) == []
 
 
 # --- publish ----------------------------------------------------------------------------------

@@ -79,10 +79,13 @@ def make_model(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides: A
 
 
 def example_outputs(model: nn.Module, seed: int = 1) -> torch.Tensor:
-    """The model's outputs on fixed example inputs, flattened into one tensor."""
-    param = next(model.parameters())
+    """The model's outputs on fixed example inputs, flattened into one tensor.
+
+    The inputs are drawn in float64 and cast, so models of different dtypes see the same ones.
+    """
+    dtype = next(model.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
-    inputs = model.example_inputs(generator, dtype=param.dtype)
+    inputs = model.example_inputs(generator, dtype=torch.float64).to(dtype)
     with torch.no_grad():
         out = model(inputs)
     if isinstance(out, dict):

@@ -18,10 +18,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
-import tempfile
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,6 @@ _FLOAT_DTYPES = {
 _RESERVED_KEYS = frozenset(
     {"architecture", "model_args", "dtype", "relaxation", "versions", "files", "format_version"}
 )
-_CHUNK = 1 << 20
 
 
 # --- hashes and versions ----------------------------------------------------------------------
@@ -56,12 +54,14 @@ def sha256_bytes(data: bytes | memoryview) -> str:
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+    """Hex sha256 of a file."""
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        if os.fstat(f.fileno()).st_size == 0:
+            return hashlib.sha256(b"").hexdigest()
+        # Hashing the mapped file avoids copying it into Python objects, and leaves it in the
+        # page cache for safetensors' own mapping right after.
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return hashlib.sha256(mapped).hexdigest()
 
 
 def file_hashes(folder: str | Path) -> dict[str, str]:
@@ -103,6 +103,8 @@ def check_zoo_version(required: str | None, what: str) -> None:
 
 
 def _library_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
     import zoo
 
     versions: dict[str, str | None] = {"zoo": zoo.__version__}
@@ -116,6 +118,8 @@ def _library_versions() -> dict[str, str | None]:
 
 # --- writing ----------------------------------------------------------------------------------
 def _write_atomic(path: Path, data: bytes) -> None:
+    import tempfile
+
     # A reader (or a crash) never sees a half-written file: write a sibling, then rename.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -378,8 +382,8 @@ def read_checkpoint(
     """Read and verify a checkpoint folder.
 
     Every file is checked against the sha256 and size that ``config.json`` records, and against
-    ``expected_sha256`` where given. The tensors are parsed from the very bytes that were hashed,
-    so a file swapped between check and use cannot slip through.
+    ``expected_sha256`` where given, before its tensors are read (``safetensors.torch.load_file``).
+    A weights file replaced or rewritten between the check and the read is refused.
 
     Parameters
     ----------
@@ -404,19 +408,32 @@ def read_checkpoint(
     IncompatibleVersionError
         The checkpoint needs a newer zoo.
     """
-    from safetensors.torch import load as load_safetensors
+    from safetensors.torch import load_file
 
     folder = Path(folder)
     expected = dict(expected_sha256 or {})
     config = read_config(folder, expected)
     tensors: dict[str, torch.Tensor] = {}
     for filename, record in config["files"].items():
-        data = _read(folder, filename)
         path = folder / filename
-        _check(path, data, (expected.get(filename), None), (record["sha256"], record["size"]))
-        tensors.update(load_safetensors(data))
+        before = _identity(path)
+        _check(path, None, (expected.get(filename), None), (record["sha256"], record["size"]))
+        loaded = load_file(path)
+        # Same inode, size and mtime after reading: the tensors come from the file just hashed
+        # (a concurrent save_pretrained renames a new file into place; it cannot slip in).
+        if _identity(path) != before:
+            raise CheckpointError(f"{path} changed while it was being loaded; load it again")
+        tensors.update(loaded)
     _check_other_files(folder, config, expected)
     return config, tensors
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.parent} has no {path.name}") from None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def verify_folder(
@@ -496,7 +513,7 @@ def build_model(
     model = create_model(config["architecture"], model_args=dict(config["model_args"]))
     # Load into a model of the stored dtype, so the weights arrive bit for bit; cast afterwards.
     stored = parse_dtype(config.get("dtype", "float32"))
-    model.to(dtype=stored)
+    cast(model, dtype=stored)
     try:
         model.load_state_dict(dict(tensors), strict=True)
     except RuntimeError as err:
@@ -504,7 +521,24 @@ def build_model(
             f"the weights do not fit architecture {config['architecture']!r} built from the "
             f"config's model_args: {err}"
         ) from err
-    target = parse_dtype(dtype) if dtype is not None else stored
-    if target != stored or device is not None:
+    return cast(model, dtype=dtype, device=device).eval()
+
+
+def cast(
+    model: nn.Module,
+    *,
+    dtype: torch.dtype | str | None = None,
+    device: torch.device | str | None = None,
+) -> nn.Module:
+    """``model.to(device, dtype)``, skipped where nothing would change.
+
+    A cast is not free: architectures may recompute buffers on every ``to`` (e3nn's
+    Clebsch-Gordan coefficients, re-derived in the new dtype).
+    """
+    target = parse_dtype(dtype) if dtype is not None else None
+    tensors = [*model.parameters(), *model.buffers()]
+    same_dtype = target is None or all(t.dtype == target for t in tensors if t.is_floating_point())
+    same_device = device is None or all(t.device == torch.device(device) for t in tensors)
+    if not (same_dtype and same_device):
         model.to(device=device, dtype=target)
-    return model.eval()
+    return model

@@ -125,8 +125,8 @@ def resolve(
         A plain name that is neither registered nor an existing folder.
     """
     if isinstance(name_or_path, os.PathLike) or not is_plain_name(str(name_or_path)):
-        folder = Path(name_or_path).expanduser()
-        if not folder.is_dir():
+        folder = _expanduser(Path(name_or_path))
+        if not str(name_or_path) or not folder.is_dir():  # "" would be the working directory
             raise InvalidNameError(
                 f"{str(name_or_path)!r} is neither a model name ([A-Za-z0-9._-], not starting "
                 "with a dot) nor an existing folder"
@@ -149,6 +149,13 @@ def resolve(
         endpoint=endpoint,
         token=token,
     )
+
+
+def _expanduser(path: Path) -> Path:
+    try:
+        return path.expanduser()
+    except RuntimeError:  # "~someone" without such a user: not a folder, and refused as a name
+        return path
 
 
 def _local(folder: Path, revision: str | None) -> Resolved:
@@ -250,11 +257,12 @@ def _download_error(
     from huggingface_hub import constants
 
     where = endpoint or constants.ENDPOINT
+    reason = str(err).rstrip(".")
     return DownloadError(
         f"could not download {filename} of model {entry.name!r} ({entry.repo_id} at {revision}) "
-        f"from {where}: {type(err).__name__}: {err}. Check the connection, or set HF_ENDPOINT "
-        "to a reachable mirror; an interrupted download leaves nothing in the cache, so "
-        "retrying is safe."
+        f"from {where}: {type(err).__name__}: {reason}. Check the connection, or set "
+        "HF_ENDPOINT to a reachable mirror; an interrupted download leaves nothing in the "
+        "cache, so retrying is safe."
     )
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.hub.checkpoint import build_model, parse_dtype, read_checkpoint
-from zoo.hub.download import evict_if_cached, offline_from_env, resolve
+from zoo.hub.checkpoint import build_model, cast, read_checkpoint
+from zoo.hub.download import evict_if_cached, resolve
 from zoo.hub.errors import CheckpointError, CorruptFileError, ZooError
 
 # Keys of a config's "relaxation" recipe that describe training, not the branches to attach.
@@ -75,7 +75,7 @@ def load(
         name_or_path,
         revision=revision,
         cache_dir=cache_dir,
-        local_files_only=local_files_only or offline_from_env(),
+        local_files_only=local_files_only,
         # Read at call time, not at huggingface_hub's import: a mirror set later still counts.
         endpoint=os.environ.get("HF_ENDPOINT") or None,
     )
@@ -94,9 +94,7 @@ def load(
     del tensors  # the model holds its own copies; free the file's before casting or relaxing
     if relaxed:
         model = _relax(model, config)
-    stored = config.get("dtype", "float32")
-    model.to(device=device, dtype=parse_dtype(dtype if dtype is not None else stored))
-    model.eval()
+    cast(model, dtype=dtype, device=device).eval()
     model.zoo_info = {
         "name": resolved.name,
         "folder": str(resolved.folder),

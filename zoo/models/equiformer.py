@@ -1,8 +1,8 @@
 """Equiformer for molecular energies and forces (Liao & Smidt, ICLR 2023, MD17 configuration).
 
 Input: a PyG ``Batch`` with atomic numbers ``z``, positions ``pos`` (Å) and ``batch``.
-Output: ``{"energy": [n_graphs] (eV), "forces": [n_atoms, 3] (eV/Å)}``, forces the negative
-gradient of the energy (conservative).
+Output: ``{"energy": [n_graphs] (eV, float64 whatever the model dtype), "forces": [n_atoms, 3]
+(eV/Å)}``, forces the negative gradient of the energy (conservative).
 
 Differences from the reference implementation, each for a reason:
 
@@ -176,8 +176,9 @@ class Equiformer(ZooModel):
             if not 0 < int(z) <= max_atomic_number:
                 raise ValueError(f"atomic number {z} outside 1..{max_atomic_number}")
             references[int(z)] = float(energy)
-        # Stored in config.json (constructor argument), so not a persistent buffer.
-        self.register_buffer("atomic_energies", references, persistent=False)
+        # Kept in float64 whatever the model's dtype, and outside the state_dict (it is in
+        # config.json): total energies of ~1e4 eV lose meV in float32.
+        self._atomic_energies = references.to(torch.float64)
 
     # --- forward ---------------------------------------------------------------------------
     def node_features(self, z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor):
@@ -214,9 +215,12 @@ class Equiformer(ZooModel):
                 pos = pos.detach().requires_grad_(True)
             features = self.node_features(z, pos, batch)
             atom_energy = self.head(features).squeeze(-1) * self.energy_scale + self.energy_shift
-            atom_energy = atom_energy + self.atomic_energies.to(pos.dtype)[z]
             energy = scatter_sum(atom_energy, batch, n_graphs)
-            out = {"energy": energy}
+            references = self._atomic_energies.to(z.device)[z]
+            total = energy.to(torch.float64) + scatter_sum(references, batch, n_graphs)
+            # Energies are float64 even for a float32 model (see __init__); forces keep the
+            # model's dtype.
+            out = {"energy": total}
             if self.compute_forces:
                 # The graph is kept only in training, where the force loss is backpropagated.
                 (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=self.training)

@@ -121,6 +121,77 @@ class RadialMLP(nn.Module):
         return self.net(basis)
 
 
+class DepthwiseTensorProduct(nn.Module):
+    """Depthwise ("uvu") tensor product of features with edge harmonics, per-edge weights.
+
+    Every channel ``u`` of input irrep ``i`` times harmonic ``j`` gives one output channel per
+    allowed output irrep, scaled by its own weight ``w[e, path, u]``. Outputs are grouped by output
+    irrep (all ``0e`` paths first, then ``1e``, ...), so the next linear layer sees a simplified
+    irreps. Written on ``torch.split`` and batched matrix products rather than e3nn's generated
+    code, whose per-irrep slicing makes every backward pass allocate a zero tensor of the full
+    edge-feature size per slice (most of the training time on CPU).
+
+    Parameters
+    ----------
+    irreps_in
+        Input feature irreps.
+    irreps_sh
+        Edge spherical harmonics irreps (multiplicity 1 each).
+    allowed_out
+        Output irreps a path may produce (others are dropped, as in Equiformer's lmax cut).
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, allowed_out: list) -> None:
+        super().__init__()
+        self.irreps_in, self.irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
+        paths = []
+        for i, (mul, ir_in) in enumerate(self.irreps_in):
+            for j, (mul_sh, ir_sh) in enumerate(self.irreps_sh):
+                if mul_sh != 1:
+                    raise ValueError("edge harmonics must have multiplicity 1")
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in allowed_out:
+                        paths.append((i, j, ir_out, mul))
+        # Group by output irrep (stable), so outputs concatenate into a simplified irreps.
+        order = sorted(range(len(paths)), key=lambda k: (paths[k][2].l, paths[k][2].p))
+        self.paths = [paths[k] for k in order]
+        self.irreps_out = o3.Irreps([(mul, ir) for _, _, ir, mul in self.paths]).simplify()
+        self.weight_numel = sum(mul for *_, mul in self.paths)
+        for l1, l2, l3 in {(self.irreps_in[i][1].l, self.irreps_sh[j][1].l, ir.l)
+                           for i, j, ir, _ in self.paths}:
+            # Named like e3nn's buffers so ZooModel re-derives them exactly after a dtype cast.
+            self.register_buffer(f"_w3j_{l1}_{l2}_{l3}", o3.wigner_3j(l1, l2, l3),
+                                 persistent=False)
+
+    def forward(self, x: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        xs = [
+            part.reshape(n, mul, ir.dim)
+            for part, (mul, ir) in zip(
+                torch.split(x, [mul * ir.dim for mul, ir in self.irreps_in], dim=-1),
+                self.irreps_in, strict=True,
+            )
+        ]
+        shs = torch.split(sh, [ir.dim for _, ir in self.irreps_sh], dim=-1)
+        weights = torch.split(weight, [mul for *_, mul in self.paths], dim=-1)
+        outs = []
+        for (i, j, ir_out, _), w in zip(self.paths, weights, strict=True):
+            l1, l2 = self.irreps_in[i][1].l, self.irreps_sh[j][1].l
+            cg = getattr(self, f"_w3j_{l1}_{l2}_{ir_out.l}")
+            # (sh . C) first: [E, 2l1+1, 2l3+1], then a batched product with the channels.
+            coupling = torch.einsum("en,mnk->emk", shs[j], cg) * math.sqrt(ir_out.dim)
+            outs.append(torch.bmm(xs[i], coupling) * w.unsqueeze(-1))
+        grouped, start = [], 0
+        for mul, ir in self.irreps_out:
+            members, total = [], 0
+            while total < mul:
+                members.append(outs[start])
+                total += outs[start].shape[1]
+                start += 1
+            grouped.append(torch.cat(members, dim=1).reshape(n, mul * ir.dim))
+        return torch.cat(grouped, dim=-1)
+
+
 class SeparableTensorProduct(nn.Module):
     """Depthwise tensor product with edge spherical harmonics, then a linear layer.
 
@@ -138,20 +209,8 @@ class SeparableTensorProduct(nn.Module):
     ) -> None:
         super().__init__()
         irreps_in, irreps_sh, irreps_out = map(o3.Irreps, (irreps_in, irreps_sh, irreps_out))
-        lmax = max(ir.l for _, ir in irreps_out)
-        mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(irreps_in):
-            for j, (_, ir_sh) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out.l <= lmax and ir_out in [ir for _, ir in irreps_out] + [
-                        o3.Irrep(0, 1)
-                    ]:
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir_out))
-        self.dtp = o3.TensorProduct(
-            irreps_in, irreps_sh, o3.Irreps(mid), instructions,
-            shared_weights=False, internal_weights=False,
-        )
+        allowed = sorted({ir for _, ir in irreps_out} | {o3.Irrep("0e")})
+        self.dtp = DepthwiseTensorProduct(irreps_in, irreps_sh, allowed)
         self.radial = RadialMLP(radial_sizes, self.dtp.weight_numel)
         self.irreps_mid = self.dtp.irreps_out
         if activation:
@@ -204,7 +263,7 @@ class GraphAttention(nn.Module):
     ``message = W_src x_j + W_dst x_i``; a separable tensor product with the edge harmonics gives
     (a) attention logits from its scalars through a leaky-ReLU MLP, one per head, and (b) through a
     gate and a second separable tensor product, the values. Softmax over incoming edges (weighted
-    by the cutoff envelope), sum, linear projection.
+    by the cutoff envelope), messages scaled by the envelope too, sum, linear projection.
     """
 
     def __init__(
@@ -250,5 +309,7 @@ class GraphAttention(nn.Module):
         logits = (nn.functional.leaky_relu(logits, 0.2) * self.alpha_dot).sum(-1)
         alpha = scatter_softmax(logits, dst, x.shape[0], weights=envelope)
         value = self.value(self.message.project(mid), sh, basis)
-        attended = value * alpha[:, self.head_index]
+        # The envelope also scales every message: a node's last neighbour keeps alpha = 1 up to
+        # the cutoff, so without it the energy would jump when that neighbour leaves.
+        attended = value * (alpha * envelope.unsqueeze(-1))[:, self.head_index]
         return self.proj(scatter_sum(attended, dst, x.shape[0]))

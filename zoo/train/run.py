@@ -1,0 +1,207 @@
+"""``zoo train``: run a recipe end to end (train relaxed, project, verify, evaluate, export).
+
+The run folder holds ``recipe.yaml`` (the merged recipe), ``logs/metrics.csv`` (every metric per
+epoch), ``checkpoints/last.ckpt`` (written every epoch; ``resume=True`` continues from it) and,
+at the end, ``export/`` (the model folder ready for ``zoo.publish``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from zoo import relax
+from zoo._registry import create_model
+from zoo.train.recipe import load_recipe
+from zoo.train.task import EnergyForceTask, RelaxationCallback
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def load_data(recipe: dict[str, Any], dtype: torch.dtype):
+    """Train / validation / test graphs of the recipe's split."""
+    from zoo.data import load_rmd17
+    from zoo.train.molecules import rows_to_data
+
+    d = recipe["data"]
+    common = dict(root=d["root"], seed=d["split_seed"], n_train=d["n_train"], n_val=d["n_val"])
+    train = rows_to_data(load_rmd17(d["molecule"], "train", **common), dtype)
+    val = rows_to_data(load_rmd17(d["molecule"], "val", **common), dtype)
+    test = rows_to_data(
+        load_rmd17(d["molecule"], "test", max_frames=d["max_test_frames"], **common), dtype
+    )
+    return train, val, test
+
+
+def build_model(recipe: dict[str, Any], train_graphs: list, init_from: str | None):
+    """The (relaxed) model of a recipe: fresh with a fitted normalisation, or a published one."""
+    from zoo.train.molecules import fit_normalization
+
+    method = recipe["relaxation"]["method"]
+    if init_from is not None:
+        from zoo.hub.load import load
+
+        model = load(init_from).train()
+    else:
+        cfg = recipe["model"]
+        probe = create_model(cfg["architecture"], cfg["preset"], **cfg["args"])
+        normalization = fit_normalization(train_graphs, probe.max_atomic_number)
+        model = create_model(cfg["architecture"], cfg["preset"], **{**normalization,
+                                                                     **cfg["args"]})
+    model = model.to(_DTYPES[recipe["training"]["dtype"]])
+    if method != "none":
+        r = recipe["relaxation"]
+        relax.relax(model, method, form=r["form"], hidden_factor=r["hidden_factor"])
+    return model.train()
+
+
+def train(
+    recipe_or_path: str | Path | dict[str, Any],
+    output: str | Path | None = None,
+    *,
+    epochs: int | None = None,
+    devices: int | None = None,
+    init_from: str | None = None,
+    resume: bool = False,
+    export: bool = True,
+    progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Train a recipe and export the projected model.
+
+    Parameters
+    ----------
+    recipe_or_path
+        A recipe file, a published model's name (``training/recipes/NAME.yaml``) or a merged
+        recipe dict.
+    output
+        Run folder (default ``runs/<recipe name>``).
+    epochs, devices
+        Overrides of ``training.epochs`` and ``training.devices`` (DDP on CPU uses gloo).
+    init_from
+        A published model to fine-tune, with fresh relaxation branches from the recipe.
+    resume
+        Continue from ``<output>/checkpoints/last.ckpt`` (losing at most one epoch).
+    export
+        Project, verify, evaluate on the test split and write ``<output>/export``.
+    progress
+        Show Lightning's progress bar.
+    overrides
+        Further recipe overrides, nested like the recipe.
+
+    Returns
+    -------
+    pathlib.Path
+        The run folder.
+    """
+    extra: dict[str, Any] = {"training": {}}
+    if epochs is not None:
+        extra["training"]["epochs"] = epochs
+    if devices is not None:
+        extra["training"]["devices"] = devices
+    if isinstance(recipe_or_path, dict):
+        from zoo.train.recipe import _merge, validate
+
+        recipe = validate(_merge(_merge(recipe_or_path, extra), overrides or {}))
+    else:
+        recipe = load_recipe(recipe_or_path, _merge_overrides(extra, overrides))
+    run = Path(output or Path("runs") / recipe["name"])
+    run.mkdir(parents=True, exist_ok=True)
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    if checkpoint.exists() and not resume:
+        raise FileExistsError(
+            f"{run} already holds a run; pass resume=True (--resume) to continue it, or choose "
+            "another output folder"
+        )
+    if resume and not checkpoint.exists():
+        raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
+    command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv else ""
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+    # A private RNG stream: the run is reproducible from its seed and the caller's global
+    # random state is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(recipe["seed"]))
+        dtype = _DTYPES[recipe["training"]["dtype"]]
+        train_graphs, val_graphs, test_graphs = load_data(recipe, dtype)
+        model = build_model(recipe, train_graphs, init_from)
+        task = EnergyForceTask(model, recipe, train_graphs, val_graphs)
+        callbacks: list[L.Callback] = [
+            ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, save_top_k=0,
+                            every_n_epochs=1, save_on_train_epoch_end=True),
+        ]
+        method = recipe["relaxation"]["method"]
+        if method != "none":
+            controller = relax.make_controller(method, **recipe["relaxation"]["controller"])
+            callbacks.append(RelaxationCallback(controller))
+        n_devices = int(recipe["training"]["devices"])
+        trainer = L.Trainer(
+            max_epochs=int(recipe["training"]["epochs"]),
+            accelerator="cpu" if not torch.cuda.is_available() else "auto",
+            devices=n_devices,
+            strategy="ddp" if n_devices > 1 else "auto",
+            logger=CSVLogger(run, name="logs", version=""),
+            callbacks=callbacks,
+            inference_mode=False,  # forces are gradients: validation needs autograd
+            use_distributed_sampler=False,  # the task builds its own seeded samplers
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            deterministic=False,
+        )
+        started = time.time()
+        trainer.fit(task, ckpt_path=str(checkpoint) if resume else None)
+        wall = time.time() - started
+    if export and trainer.is_global_zero:
+        from zoo.train.export import export_run
+
+        relax.project(model)
+        export_run(
+            model.eval(), recipe, run, test_graphs,
+            training_info={
+                "command": command,
+                "wall_time_s": round(wall, 1) + _previous_wall(run),
+                "hardware": _hardware(n_devices),
+                "init_from": init_from,
+            },
+        )
+    _record_wall(run, wall)
+    return run
+
+
+def _merge_overrides(a: dict[str, Any], b: dict[str, Any] | None) -> dict[str, Any]:
+    from zoo.train.recipe import _merge
+
+    return _merge(a, b or {})
+
+
+def _previous_wall(run: Path) -> float:
+    path = run / "wall_time_s.txt"
+    return float(path.read_text()) if path.exists() else 0.0
+
+
+def _record_wall(run: Path, wall: float) -> None:
+    # Wall time accumulates across resumed sessions, for the card.
+    path = run / "wall_time_s.txt"
+    path.write_text(f"{_previous_wall(run) + wall:.1f}\n")
+
+
+def _hardware(n_devices: int) -> str:
+    if torch.cuda.is_available():
+        return f"{n_devices} x {torch.cuda.get_device_name(0)}"
+    return (
+        f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads, {n_devices} process(es)"
+    )

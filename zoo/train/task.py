@@ -1,0 +1,189 @@
+"""The Lightning module of energy/force training, and the relaxation callback.
+
+The relaxation plugs into Lightning as a callback that drives the level controller, while the
+module adds the CR regulariser to the loss and validates the *projected* model (levels at zero,
+which is exactly the projected function) every epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DistributedSampler
+from torch_geometric.loader import DataLoader
+
+from zoo import relax
+from zoo.train.molecules import rotate_batch, sample_rotations
+
+EV_TO_MEV = 1000.0
+
+
+@contextlib.contextmanager
+def projected_levels(model: torch.nn.Module):
+    """Temporarily set every branch level to 0: the model computes its projected function."""
+    saved = [b.level for b in relax.branches(model)]
+    relax.set_levels(model, 0.0)
+    try:
+        yield model
+    finally:
+        for branch, level in zip(relax.branches(model), saved, strict=True):
+            branch.level = level
+
+
+class EnergyForceTask(L.LightningModule):
+    """Train a zoo energy/force model with optional relaxation.
+
+    Parameters
+    ----------
+    model
+        A zoo model returning ``{"energy", "forces"}`` (relaxed or not).
+    recipe
+        The merged recipe (:func:`zoo.train.recipe.load_recipe`).
+    train_graphs, val_graphs
+        PyG graphs with ``energy``, ``forces`` and ``sample`` attributes.
+    """
+
+    def __init__(self, model, recipe: dict[str, Any], train_graphs: list, val_graphs: list):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.train_graphs, self.val_graphs = train_graphs, val_graphs
+        self.lambda_reg = float(recipe["relaxation"].get("lambda_reg", 0.0))
+
+    # --- data ------------------------------------------------------------------------------
+    def _loader(self, graphs: list, batch_size: int, shuffle: bool) -> DataLoader:
+        # A DistributedSampler even on one device: with the same seed, the union of the ranks'
+        # batches at each step is the single-device batch, so DDP reproduces a plain run.
+        sampler = DistributedSampler(
+            graphs,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+            shuffle=shuffle,
+            seed=int(self.recipe["seed"]),
+            drop_last=False,
+        )
+        return DataLoader(graphs, batch_size=batch_size, sampler=sampler)
+
+    def train_dataloader(self) -> DataLoader:
+        per_device = int(self.recipe["training"]["batch_size"]) // self.trainer.world_size
+        return self._loader(self.train_graphs, max(per_device, 1), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(
+            self.val_graphs, int(self.recipe["training"]["eval_batch_size"]), shuffle=False
+        )
+
+    # --- steps -----------------------------------------------------------------------------
+    def _errors(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.model(batch)
+        energy_error = out["energy"] - batch.energy
+        forces_error = out["forces"] - batch.forces
+        return energy_error, forces_error, out
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if self.recipe["training"]["augment_rotations"]:
+            rotations = sample_rotations(
+                batch.sample, self.current_epoch, int(self.recipe["seed"]), batch.pos.dtype
+            )
+            batch = rotate_batch(batch, rotations)
+        energy_error, forces_error, _ = self._errors(batch)
+        loss_cfg = self.recipe["loss"]
+        if loss_cfg["kind"] == "l1":
+            energy_loss, forces_loss = energy_error.abs().mean(), forces_error.abs().mean()
+        else:
+            energy_loss, forces_loss = energy_error.pow(2).mean(), forces_error.pow(2).mean()
+        task_loss = (
+            loss_cfg["energy_weight"] * energy_loss.to(forces_loss.dtype)
+            + loss_cfg["forces_weight"] * forces_loss
+        )
+        penalty = relax.relaxation_penalty(self.model)
+        loss = task_loss + self.lambda_reg * penalty["total"]
+        n = int(batch.num_graphs)
+        logs = {
+            "train/loss": loss,
+            "train/task_loss": task_loss,
+            "train/energy_mae_mev": energy_error.abs().mean() * EV_TO_MEV,
+            "train/forces_mae_mev": forces_error.abs().mean() * EV_TO_MEV,
+            "train/reg_norm": penalty["norm"],
+            "train/reg_lie": penalty["lie"],
+        }
+        self.log_dict(
+            {k: v.detach().float() for k, v in logs.items()},
+            on_step=False, on_epoch=True, sync_dist=True, batch_size=n,
+            prog_bar=False,
+        )
+        self.log("loss", loss.detach().float(), prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=n)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        with projected_levels(self.model):
+            energy_error, forces_error, _ = self._errors(batch)
+        n = int(batch.num_graphs)
+        self.log_dict(
+            {
+                "val/energy_mae_mev": energy_error.detach().abs().mean().float() * EV_TO_MEV,
+                "val/forces_mae_mev": forces_error.detach().abs().mean().float() * EV_TO_MEV,
+            },
+            on_step=False, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True,
+        )
+
+    # --- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        levels = {id(p) for p in relax.level_parameters(self.model)}
+        params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in levels]
+        opt_cfg, sched_cfg = self.recipe["optimizer"], self.recipe["schedule"]
+        if opt_cfg["name"] == "adamw":
+            optimizer = torch.optim.AdamW(
+                params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"]
+            )
+        elif opt_cfg["name"] == "adam":
+            optimizer = torch.optim.Adam(params, lr=opt_cfg["lr"])
+        else:
+            raise ValueError(f"optimizer {opt_cfg['name']!r} is not supported (adamw, adam)")
+        epochs = int(self.recipe["training"]["epochs"])
+        warmup = int(sched_cfg.get("warmup_epochs", 0))
+        floor = float(sched_cfg.get("min_lr_ratio", 0.0))
+
+        def factor(epoch: int) -> float:
+            if epoch < warmup:
+                return (epoch + 1) / (warmup + 1)
+            if sched_cfg["name"] == "constant":
+                return 1.0
+            progress = (epoch - warmup) / max(epochs - warmup, 1)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "epoch"}}
+
+
+class RelaxationCallback(L.Callback):
+    """Drives a level controller from Lightning's hooks; its state goes into checkpoints."""
+
+    def __init__(self, controller: relax.LevelController) -> None:
+        self.controller = controller
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if not self.controller.branches:
+            self.controller.attach(pl_module.model)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.controller.on_epoch_start(trainer.current_epoch, trainer.max_epochs)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.controller.on_before_optimizer_step()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        for i, level in enumerate(self.controller.levels()):
+            pl_module.log(f"level/{i}", float(level), on_step=False, on_epoch=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.controller.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.controller.load_state_dict(state_dict)
