@@ -246,3 +246,9 @@ def test_read_checkpoint_returns_verified_tensors(saved):
     config, tensors = read_checkpoint(folder)
     assert config["architecture"] == ARCHITECTURE
     assert all(torch.equal(tensors[k], v) for k, v in model.state_dict().items())
+
+
+def test_revision_is_refused_for_a_local_folder(saved):
+    _, folder = saved
+    with pytest.raises(ValueError, match="registered models"):
+        zoo.load(folder, revision="main")

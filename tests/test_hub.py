@@ -59,6 +59,13 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.Te
 
 
 @pytest.fixture(scope="module")
+def entry_args(checkpoint) -> dict:
+    """Registry-entry arguments for the checkpoint, pinned to a made-up commit (no server)."""
+    folder, _ = checkpoint
+    return entry_kwargs("zoo-test-toy", "zoo/toy", PINNED, folder)
+
+
+@pytest.fixture(scope="module")
 def served(hub: OlahServer, checkpoint) -> dict:
     """The checkpoint served at ``zoo/toy`` (tagged ``v1``), as registry-entry arguments."""
     folder, _ = checkpoint
@@ -82,8 +89,8 @@ def _leftovers(cache: Path) -> list[Path]:
 
 
 # --- registry ---------------------------------------------------------------------------------
-def test_registry_list_info_aliases(served):
-    entry = PretrainedEntry(**served, aliases=("toy-alias",))
+def test_registry_list_info_aliases(entry_args):
+    entry = PretrainedEntry(**entry_args, aliases=("toy-alias",))
     with registered(entry):
         assert "zoo-test-toy" in zoo.list_models()
         assert zoo.list_models("zoo-test-*") == ["zoo-test-toy"]
@@ -102,10 +109,10 @@ def test_registry_list_info_aliases(served):
         get_pretrained("toy-alias")
 
 
-def test_registered_restores_a_replaced_entry(served):
-    first = register_pretrained(PretrainedEntry(**served))
+def test_registered_restores_a_replaced_entry(entry_args):
+    first = register_pretrained(PretrainedEntry(**entry_args))
     try:
-        second = PretrainedEntry(**{**served, "metrics": {"energy_mae": 9.0}})
+        second = PretrainedEntry(**{**entry_args, "metrics": {"energy_mae": 9.0}})
         with registered(second, replace=True):
             assert zoo.info("zoo-test-toy")["metrics"] == {"energy_mae": 9.0}
         assert get_pretrained("zoo-test-toy") is first
@@ -122,20 +129,20 @@ def test_registered_restores_a_replaced_entry(served):
         ({"sha256": {"config.json": "0" * 64, "model.safetensors": "xyz"}}, "64 lowercase hex"),
     ],
 )
-def test_registry_rejects_malformed_entries(served, change, message):
+def test_registry_rejects_malformed_entries(entry_args, change, message):
     with pytest.raises(ValueError, match=message):
-        PretrainedEntry(**{**served, **change})
+        PretrainedEntry(**{**entry_args, **change})
 
 
-def test_unknown_name_suggests_registered_names(served):
-    with registered(PretrainedEntry(**served)):
+def test_unknown_name_suggests_registered_names(entry_args):
+    with registered(PretrainedEntry(**entry_args)):
         with pytest.raises(UnknownModelError, match="zoo-test-toy"):
             zoo.load("zoo-test-tyo")
 
 
-def test_registry_min_version_checked_before_any_download(served, tmp_path, monkeypatch):
+def test_registry_min_version_checked_before_any_download(entry_args, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", dead_endpoint())
-    with registered(PretrainedEntry(**{**served, "min_zoo_version": "99.0"})):
+    with registered(PretrainedEntry(**{**entry_args, "min_zoo_version": "99.0"})):
         with pytest.raises(IncompatibleVersionError, match="99.0"):
             zoo.load("zoo-test-toy", cache_dir=tmp_path)
     assert not any(tmp_path.iterdir())
@@ -143,7 +150,7 @@ def test_registry_min_version_checked_before_any_download(served, tmp_path, monk
 
 # --- bundled model cards ----------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["module", "env"])
-def test_bundled_folder_is_used_without_network(checkpoint, served, tmp_path, monkeypatch, how):
+def test_bundled_folder_is_used_without_network(checkpoint, entry_args, tmp_path, monkeypatch, how):
     folder, reference = checkpoint
     cards = tmp_path / "model_cards"
     shutil.copytree(folder, cards / "zoo-test-toy")
@@ -152,20 +159,22 @@ def test_bundled_folder_is_used_without_network(checkpoint, served, tmp_path, mo
     else:
         monkeypatch.setenv("ZOO_MODEL_CARDS_DIR", str(cards))
     monkeypatch.setenv("HF_ENDPOINT", dead_endpoint())
-    with registered(PretrainedEntry(**{**served, "revision": PINNED})):
+    with registered(PretrainedEntry(**entry_args)):
         model = zoo.load("zoo-test-toy", cache_dir=tmp_path / "cache")
     assert model.zoo_info["folder"] == str(cards / "zoo-test-toy")
     assert model.zoo_info["revision"] == PINNED
     assert torch.equal(example_outputs(model), reference)
 
 
-def test_bundled_folder_is_checked_against_the_registry(checkpoint, served, tmp_path, monkeypatch):
+def test_bundled_folder_is_checked_against_the_registry(
+    checkpoint, entry_args, tmp_path, monkeypatch
+):
     folder, _ = checkpoint
     bundled = tmp_path / "zoo-test-toy"
     shutil.copytree(folder, bundled)
     (bundled / "README.md").write_text("# edited card\n")  # not what the registry pinned
     monkeypatch.setattr(hub_download, "MODEL_CARDS_DIR", tmp_path)
-    with registered(PretrainedEntry(**served)):
+    with registered(PretrainedEntry(**entry_args)):
         with pytest.raises(CorruptFileError, match="README.md") as info:
             zoo.load("zoo-test-toy")
     assert not info.value.removed and (bundled / "README.md").exists()  # never delete user files
@@ -238,9 +247,9 @@ def test_reload_offline_from_cache(online, served, checkpoint, tmp_path, monkeyp
     assert torch.equal(torch.tensor(result["outputs"]), reference)
 
 
-def test_offline_without_cache_says_how_to_get_it(served, tmp_path, monkeypatch):
+def test_offline_without_cache_says_how_to_get_it(entry_args, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", dead_endpoint())
-    with registered(PretrainedEntry(**served)):
+    with registered(PretrainedEntry(**entry_args)):
         with pytest.raises(OfflineError, match="zoo download zoo-test-toy") as info:
             zoo.load("zoo-test-toy", cache_dir=tmp_path, local_files_only=True)
         assert "HF_ENDPOINT" in str(info.value)

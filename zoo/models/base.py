@@ -95,6 +95,11 @@ def _refresh_wigner_buffers(module: nn.Module) -> None:
     from e3nn import o3
 
     for owner in module.modules():
+        refresh = getattr(owner, "refresh_constants", None)
+        if refresh is not None and owner is not module:
+            reference = next(iter(owner.buffers()), None)
+            if reference is not None:
+                refresh(reference.dtype, reference.device)
         for name, buffer in owner._buffers.items():
             match = _W3J_BUFFER.search(name) if buffer is not None else None
             if match is None or not buffer.is_floating_point():
@@ -141,7 +146,8 @@ class ZooModel(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """``{"architecture": ..., "model_args": ...}``: enough for :func:`zoo.create_model`."""
-        return {"architecture": self.architecture, "model_args": json.loads(json.dumps(self.model_args))}
+        args = json.loads(json.dumps(self.model_args))
+        return {"architecture": self.architecture, "model_args": args}
 
     def clone(self, dtype: torch.dtype | None = None, device: Any = None) -> ZooModel:
         """An independent copy, rebuilt from the config (and relaxation recipe) and loaded.

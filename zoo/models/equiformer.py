@@ -30,6 +30,7 @@ from zoo.models.equiformer_layers import (
     ExpNormalBasis,
     FeedForward,
     GraphAttention,
+    IrrepsLinear,
     SeparableTensorProduct,
 )
 from zoo.models.graph import radius_graph, scatter_sum
@@ -75,7 +76,7 @@ class EquiformerBlock(nn.Module):
         self.norm_ffn = EquivariantLayerNorm(irreps_in)
         self.ffn = FeedForward(irreps_in, irreps_mlp_mid, irreps_out)
         same = o3.Irreps(irreps_in) == o3.Irreps(irreps_out)
-        self.shortcut = None if same else o3.Linear(irreps_in, irreps_out)
+        self.shortcut = None if same else IrrepsLinear(irreps_in, irreps_out)
 
     def forward(self, x, edge_index, sh, basis, envelope):
         x = x + self.attention(self.norm_attention(x), edge_index, sh, basis, envelope)
@@ -151,7 +152,8 @@ class Equiformer(ZooModel):
         radial_sizes = [num_basis, radial_hidden, radial_hidden]
 
         self.embedding = nn.Embedding(max_atomic_number + 1, self.irreps_node.count("0e"))
-        self.embedding_to_node = o3.Linear(f"{self.irreps_node.count('0e')}x0e", self.irreps_node)
+        n_scalars = self.irreps_node.count("0e")
+        self.embedding_to_node = IrrepsLinear(f"{n_scalars}x0e", self.irreps_node)
         self.basis = ExpNormalBasis(num_basis, cutoff)
         self.degree_embedding = SeparableTensorProduct(
             o3.Irreps(f"{self.irreps_node.count('0e')}x0e"), self.irreps_sh, self.irreps_node,

@@ -8,9 +8,9 @@ equivariant graph attention with MLP attention and non-linear messages.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
-from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import nn
 
@@ -27,26 +27,90 @@ def gate_irreps(irreps_out: o3.Irreps) -> tuple[o3.Irreps, o3.Irreps, o3.Irreps]
 
 
 class GatedActivation(nn.Module):
-    """SiLU on scalars, sigmoid gates on every non-scalar irrep (e3nn ``Gate``).
+    """SiLU on scalars, sigmoid gates on every non-scalar irrep (e3nn's ``Gate``, on splits).
 
-    Its input irreps are ``scalars + gates + gated``; its output irreps are ``irreps_out``.
+    Input irreps: ``scalars + gates + gated`` (:attr:`irreps_in`); output: ``irreps_out``.
+    Activations are normalised to unit second moment, as in e3nn.
     """
 
     def __init__(self, irreps_out: str | o3.Irreps) -> None:
         super().__init__()
+        from e3nn.math import normalize2mom
+
         scalars, gates, gated = gate_irreps(o3.Irreps(irreps_out))
-        if gated.num_irreps == 0:
-            self.gate = e3nn_nn.Activation(scalars, [nn.functional.silu])
-            self.irreps_in = scalars
-        else:
-            self.gate = e3nn_nn.Gate(
-                scalars, [nn.functional.silu], gates, [torch.sigmoid], gated
-            )
-            self.irreps_in = self.gate.irreps_in
-        self.irreps_out = self.gate.irreps_out
+        self.scalars, self.gates, self.gated = scalars, gates, gated
+        self.irreps_in = scalars + gates + gated
+        self.irreps_out = scalars + gated
+        self.silu_scale = float(normalize2mom(nn.functional.silu).cst)
+        self.sigmoid_scale = float(normalize2mom(torch.sigmoid).cst)
+        self.split_sizes = [scalars.dim, gates.dim, gated.dim]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gate(x)
+        s, g, v = torch.split(x, self.split_sizes, dim=-1)
+        s = nn.functional.silu(s) * self.silu_scale
+        if self.gated.dim == 0:
+            return s
+        g = torch.sigmoid(g) * self.sigmoid_scale
+        parts, gate_parts = [], torch.split(g, [mul for mul, _ in self.gated], dim=-1)
+        for part, gate, (mul, ir) in zip(
+            torch.split(v, [mul * ir.dim for mul, ir in self.gated], dim=-1),
+            gate_parts, self.gated, strict=True,
+        ):
+            gated = part.reshape(-1, mul, ir.dim) * gate.unsqueeze(-1)
+            parts.append(gated.reshape(-1, mul * ir.dim))
+        return torch.cat([s, *parts], dim=-1)
+
+
+class IrrepsLinear(nn.Module):
+    """Equivariant linear map between irreps (e3nn's ``o3.Linear``, on splits and einsums).
+
+    Channels of the same irrep type are mixed by one weight matrix per type, normalised by the
+    fan-in; biases only on scalar outputs. Avoids e3nn's per-irrep slicing, whose backward
+    allocates a full-size zero gradient per slice.
+    """
+
+    def __init__(self, irreps_in: str | o3.Irreps, irreps_out: str | o3.Irreps,
+                 biases: bool = False) -> None:
+        super().__init__()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        types = []
+        for _, ir in self.irreps_out:
+            if ir not in types and any(i == ir for _, i in self.irreps_in):
+                types.append(ir)
+        self.types = types
+        self.weights = nn.ParameterList([
+            nn.Parameter(torch.randn(
+                sum(m for m, i in self.irreps_in if i == ir),
+                sum(m for m, i in self.irreps_out if i == ir),
+            ))
+            for ir in types
+        ])
+        n_bias = sum(m for m, i in self.irreps_out if i.l == 0 and i.p == 1) if biases else 0
+        self.bias = nn.Parameter(torch.zeros(n_bias)) if n_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        chunks = torch.split(x, [mul * ir.dim for mul, ir in self.irreps_in], dim=-1)
+        results: dict = {}
+        for ir, weight in zip(self.types, self.weights, strict=True):
+            inputs = [c.reshape(*lead, mul, ir.dim)
+                      for c, (mul, i) in zip(chunks, self.irreps_in, strict=True) if i == ir]
+            stacked = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=-2)
+            y = torch.einsum("...md,mo->...od", stacked, weight) / math.sqrt(weight.shape[0])
+            results[ir] = list(torch.split(
+                y, [m for m, i in self.irreps_out if i == ir], dim=-2
+            ))
+        outs, bias_start = [], 0
+        for mul, ir in self.irreps_out:
+            if ir in results:
+                out = results[ir].pop(0).reshape(*lead, mul * ir.dim)
+            else:
+                out = x.new_zeros((*lead, mul * ir.dim))
+            if self.bias is not None and ir.l == 0 and ir.p == 1:
+                out = out + self.bias[bias_start : bias_start + mul]
+                bias_start += mul
+            outs.append(out)
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
 
 
 class EquivariantLayerNorm(nn.Module):
@@ -64,11 +128,11 @@ class EquivariantLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_scalars))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts, start, w_start, b_start = [], 0, 0, 0
-        for mul, ir in self.irreps:
-            size = 2 * ir.l + 1
-            field = x[:, start : start + mul * size].reshape(-1, mul, size)
-            start += mul * size
+        parts, w_start, b_start = [], 0, 0
+        chunks = torch.split(x, [mul * ir.dim for mul, ir in self.irreps], dim=-1)
+        for chunk, (mul, ir) in zip(chunks, self.irreps, strict=True):
+            size = ir.dim
+            field = chunk.reshape(-1, mul, size)
             weight = self.weight[w_start : w_start + mul]
             w_start += mul
             if ir.l == 0:
@@ -157,30 +221,46 @@ class DepthwiseTensorProduct(nn.Module):
         self.paths = [paths[k] for k in order]
         self.irreps_out = o3.Irreps([(mul, ir) for _, _, ir, mul in self.paths]).simplify()
         self.weight_numel = sum(mul for *_, mul in self.paths)
-        for l1, l2, l3 in {(self.irreps_in[i][1].l, self.irreps_sh[j][1].l, ir.l)
-                           for i, j, ir, _ in self.paths}:
-            # Named like e3nn's buffers so ZooModel re-derives them exactly after a dtype cast.
-            self.register_buffer(f"_w3j_{l1}_{l2}_{l3}", o3.wigner_3j(l1, l2, l3),
+        # Per input irrep: its paths, and one coupling tensor [2l1+1, sh.dim, sum(2l3+1)] that
+        # holds every Clebsch-Gordan block of those paths, so each input irrep costs one einsum
+        # and one batched product instead of one per path.
+        self.inputs_paths = [[k for k, p in enumerate(self.paths) if p[0] == i]
+                             for i in range(len(self.irreps_in))]
+        self.refresh_constants(torch.get_default_dtype())
+
+    @torch.no_grad()
+    def refresh_constants(self, dtype: torch.dtype, device: Any = None) -> None:
+        """(Re)build the coupling tensors exactly (from float64) in ``dtype``."""
+        sh_offsets = [0]
+        for _, ir in self.irreps_sh:
+            sh_offsets.append(sh_offsets[-1] + ir.dim)
+        for i, (_, ir_in) in enumerate(self.irreps_in):
+            blocks = []
+            for k in self.inputs_paths[i]:
+                _, j, ir_out, _ = self.paths[k]
+                cg = o3.wigner_3j(ir_in.l, self.irreps_sh[j][1].l, ir_out.l, dtype=torch.float64)
+                block = torch.zeros(ir_in.dim, self.irreps_sh.dim, ir_out.dim,
+                                    dtype=torch.float64)
+                block[:, sh_offsets[j] : sh_offsets[j + 1], :] = cg * math.sqrt(ir_out.dim)
+                blocks.append(block)
+            coupling = (torch.cat(blocks, dim=-1) if blocks
+                        else torch.zeros(ir_in.dim, self.irreps_sh.dim, 0, dtype=torch.float64))
+            self.register_buffer(f"coupling_{i}", coupling.to(dtype=dtype, device=device),
                                  persistent=False)
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
-        xs = [
-            part.reshape(n, mul, ir.dim)
-            for part, (mul, ir) in zip(
-                torch.split(x, [mul * ir.dim for mul, ir in self.irreps_in], dim=-1),
-                self.irreps_in, strict=True,
-            )
-        ]
-        shs = torch.split(sh, [ir.dim for _, ir in self.irreps_sh], dim=-1)
+        chunks = torch.split(x, [mul * ir.dim for mul, ir in self.irreps_in], dim=-1)
         weights = torch.split(weight, [mul for *_, mul in self.paths], dim=-1)
-        outs = []
-        for (i, j, ir_out, _), w in zip(self.paths, weights, strict=True):
-            l1, l2 = self.irreps_in[i][1].l, self.irreps_sh[j][1].l
-            cg = getattr(self, f"_w3j_{l1}_{l2}_{ir_out.l}")
-            # (sh . C) first: [E, 2l1+1, 2l3+1], then a batched product with the channels.
-            coupling = torch.einsum("en,mnk->emk", shs[j], cg) * math.sqrt(ir_out.dim)
-            outs.append(torch.bmm(xs[i], coupling) * w.unsqueeze(-1))
+        outs: list[torch.Tensor | None] = [None] * len(self.paths)
+        for i, (mul, ir_in) in enumerate(self.irreps_in):
+            if not self.inputs_paths[i]:
+                continue
+            coupling = torch.einsum("en,mnk->emk", sh, getattr(self, f"coupling_{i}"))
+            y = torch.bmm(chunks[i].reshape(n, mul, ir_in.dim), coupling)
+            sizes = [self.paths[k][2].dim for k in self.inputs_paths[i]]
+            for k, part in zip(self.inputs_paths[i], torch.split(y, sizes, dim=-1), strict=True):
+                outs[k] = part * weights[k].unsqueeze(-1)
         grouped, start = [], 0
         for mul, ir in self.irreps_out:
             members, total = [], 0
@@ -215,10 +295,10 @@ class SeparableTensorProduct(nn.Module):
         self.irreps_mid = self.dtp.irreps_out
         if activation:
             self.activation = GatedActivation(irreps_out)
-            self.linear = o3.Linear(self.irreps_mid, self.activation.irreps_in)
+            self.linear = IrrepsLinear(self.irreps_mid, self.activation.irreps_in)
         else:
             self.activation = None
-            self.linear = o3.Linear(self.irreps_mid, irreps_out)
+            self.linear = IrrepsLinear(self.irreps_mid, irreps_out)
         self.irreps_out = o3.Irreps(irreps_out)
 
     def depthwise(self, x: torch.Tensor, sh: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
@@ -238,11 +318,21 @@ class FeedForward(nn.Module):
     def __init__(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> None:
         super().__init__()
         self.activation = GatedActivation(irreps_mid)
-        self.linear_in = o3.Linear(irreps_in, self.activation.irreps_in, biases=True)
-        self.linear_out = o3.Linear(self.activation.irreps_out, irreps_out)
+        self.linear_in = IrrepsLinear(irreps_in, self.activation.irreps_in, biases=True)
+        self.linear_out = IrrepsLinear(self.activation.irreps_out, irreps_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_out(self.activation(self.linear_in(x)))
+
+
+def smooth_leaky_relu(x: torch.Tensor, negative_slope: float = 0.2) -> torch.Tensor:
+    """Leaky ReLU without the kink at 0 (as in the reference Equiformer).
+
+    ``x * ((1 + a) / 2 + (1 - a) / 2 * tanh(x / 2))``: slope ``a`` far below 0 and 1 far above.
+    A plain leaky ReLU on the attention logits makes forces jump wherever a logit crosses 0.
+    """
+    a = negative_slope
+    return x * ((1 + a) / 2 + (1 - a) / 2 * (2 * torch.sigmoid(x) - 1))
 
 
 def _head_index(irreps: o3.Irreps, num_heads: int) -> torch.Tensor:
@@ -261,9 +351,10 @@ class GraphAttention(nn.Module):
     """Equivariant graph attention with MLP attention and non-linear messages.
 
     ``message = W_src x_j + W_dst x_i``; a separable tensor product with the edge harmonics gives
-    (a) attention logits from its scalars through a leaky-ReLU MLP, one per head, and (b) through a
-    gate and a second separable tensor product, the values. Softmax over incoming edges (weighted
-    by the cutoff envelope), messages scaled by the envelope too, sum, linear projection.
+    (a) attention logits from its scalars through a smooth leaky-ReLU MLP, one per head, and
+    (b) through a gate and a second separable tensor product, the values. Softmax over incoming
+    edges (weighted by the cutoff envelope), messages scaled by the envelope too, sum, linear
+    projection.
     """
 
     def __init__(
@@ -279,12 +370,12 @@ class GraphAttention(nn.Module):
         self.num_heads = num_heads
         irreps_value = o3.Irreps([(mul * num_heads, ir) for mul, ir in irreps_head])
         self.alpha_channels = sum(mul for mul, ir in irreps_head if ir.l == 0)
-        self.merge_src = o3.Linear(irreps_node, irreps_node, biases=True)
-        self.merge_dst = o3.Linear(irreps_node, irreps_node, biases=False)
+        self.merge_src = IrrepsLinear(irreps_node, irreps_node, biases=True)
+        self.merge_dst = IrrepsLinear(irreps_node, irreps_node, biases=False)
         self.message = SeparableTensorProduct(
             irreps_node, irreps_sh, irreps_node, radial_sizes, activation=True
         )
-        self.alpha_linear = o3.Linear(
+        self.alpha_linear = IrrepsLinear(
             self.message.irreps_mid, o3.Irreps(f"{self.alpha_channels * num_heads}x0e")
         )
         self.alpha_dot = nn.Parameter(torch.randn(num_heads, self.alpha_channels))
@@ -292,7 +383,7 @@ class GraphAttention(nn.Module):
                          1 / math.sqrt(self.alpha_channels))
         self.value = SeparableTensorProduct(irreps_node, irreps_sh, irreps_value, radial_sizes)
         self.register_buffer("head_index", _head_index(irreps_value, num_heads), persistent=False)
-        self.proj = o3.Linear(irreps_value, irreps_node)
+        self.proj = IrrepsLinear(irreps_value, irreps_node)
 
     def forward(
         self,
@@ -306,7 +397,7 @@ class GraphAttention(nn.Module):
         message = self.merge_src(x)[src] + self.merge_dst(x)[dst]
         mid = self.message.depthwise(message, sh, basis)
         logits = self.alpha_linear(mid).reshape(-1, self.num_heads, self.alpha_channels)
-        logits = (nn.functional.leaky_relu(logits, 0.2) * self.alpha_dot).sum(-1)
+        logits = (smooth_leaky_relu(logits, 0.2) * self.alpha_dot).sum(-1)
         alpha = scatter_softmax(logits, dst, x.shape[0], weights=envelope)
         value = self.value(self.message.project(mid), sh, basis)
         # The envelope also scales every message: a node's last neighbour keeps alpha = 1 up to

@@ -26,7 +26,7 @@ def _su2_generators(j: int) -> torch.Tensor:
     ).to(torch.complex128)
 
 
-def irrep_generators(l: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def irrep_generators(l: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:  # noqa: E741
     """``[3, 2l+1, 2l+1]`` real so(3) generators of degree ``l`` in e3nn's basis, exact in
     float64; index ``a`` generates rotations about axis ``a`` (x, y, z)."""
     from e3nn.o3._wigner import change_basis_real_to_complex

@@ -92,6 +92,8 @@ def render_card(
         if levels else "no relaxation"
     )
     d, t = recipe["data"], recipe["training"]
+    ours = (f"| **this model** ({info['epochs']} epochs) | measured | "
+            f"**{test['energy_mae']:.2f}** | **{test['forces_mae']:.2f}** |")
     body = f"""
 # {recipe['name']}
 
@@ -118,7 +120,7 @@ eV/Å. Training: {d['n_train']} frames and validation: {d['n_val']} frames drawn
 
 | model | source | energy MAE (meV) | force MAE (meV/Å) |
 |---|---|---|---|
-| **this model** ({info['epochs']} epochs) | measured | **{test['energy_mae']:.2f}** | **{test['forces_mae']:.2f}** |
+{ours}
 {rows}
 
 The published Equiformer numbers use 1500 epochs of the paper-sized `md17` preset on original MD17;

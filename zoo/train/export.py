@@ -1,4 +1,4 @@
-"""Export of a trained run: verify the projected model, evaluate it, plot, write the model folder."""
+"""Export of a trained run: verify the projected model, evaluate, plot, write the model folder."""
 
 from __future__ import annotations
 
@@ -129,6 +129,7 @@ def export_run(
             "name": recipe["name"],
             "units": {"energy": "eV", "forces": "eV/Å", "positions": "Å"},
             "dataset": f"rMD17 {recipe['data']['molecule']}",
+            "data": {k: v for k, v in recipe["data"].items() if k != "root"},
             "metrics": {k: test_metrics[k] for k in ("energy_mae", "forces_mae")},
             "test_frames": test_metrics["n_frames"],
             "equivariance_error": equivariance,

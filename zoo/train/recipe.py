@@ -79,7 +79,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
-    """A recipe file from a path, or from a published model name (``training/recipes/NAME.yaml``)."""
+    """A recipe file from a path, or a published model's name (``training/recipes/NAME.yaml``)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
