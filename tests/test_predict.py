@@ -16,11 +16,15 @@ ASPIRIN = ("rmd17", "aspirin", "test.xyz")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _no_jit_recompilation():
-    # e3nn's scripted helpers would recompile fused kernels for every new shape and dtype
-    # (seconds each, no change in results); see tests/test_equiformer.py.
-    with torch.jit.optimized_execution(False):
-        yield
+def _fast_small_runs():
+    # One thread, no TorchScript re-optimisation: see tests/test_equiformer.py.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.jit.optimized_execution(False):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +178,17 @@ def test_predict_on_cuda_matches_cpu(models) -> None:
     np.testing.assert_allclose(on_gpu["energy"], on_cpu["energy"], rtol=1e-10, atol=1e-10)
     for g, c in zip(on_gpu["forces"], on_cpu["forces"], strict=True):
         np.testing.assert_allclose(g, c, rtol=1e-9, atol=1e-10)
+
+
+def test_relaxed_model_keeps_no_regulariser_graph(models) -> None:
+    from zoo import relax
+
+    model = relax.relax(models[torch.float64].clone(), "cr", form="mlp")
+    relax.set_levels(model, 0.5)
+    relax.randomize_branches(model, torch.Generator().manual_seed(0))
+    out = predict(model, [_water()])
+    for branch in relax.branches(model):
+        assert branch.regularize is True and branch.last_penalty is None
+    # The branches are live: a relaxed model predicts differently from its projection.
+    projected = predict(relax.project(model), [_water()])
+    assert not np.allclose(out["forces"][0], projected["forces"][0])

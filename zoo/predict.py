@@ -27,6 +27,7 @@ from ase import Atoms
 from torch import nn
 
 from zoo.data import frames_to_batch
+from zoo.relax.branch import RelaxedBranch
 
 __all__ = ["predict"]
 
@@ -66,7 +67,9 @@ def predict(
     The frames are batched with :func:`zoo.data.frames_to_batch` in the model's parameter
     dtype. The model runs in eval mode; the train/eval flag of every submodule is restored
     afterwards, even when the call fails. No autograd graph survives the call, no ``.grad`` is
-    written to the parameters, and ``torch.get_default_dtype()`` is left unchanged.
+    written to the parameters, and ``torch.get_default_dtype()`` is left unchanged. A relaxed
+    model (:func:`zoo.relax.relax`) is evaluated as it is, branches included, but its branches
+    do not compute or keep their training regularisers.
 
     Parameters
     ----------
@@ -113,10 +116,16 @@ def predict(
     target = torch.device(device) if device is not None else model_device
 
     training_flags = [(module, module.training) for module in model.modules()]
+    # Branches of a relaxed model compute their regularisers in every forward pass run with
+    # gradients enabled (force models always are) and keep them, graph and all; not needed here.
+    branches = [m for m in model.modules() if isinstance(m, RelaxedBranch)]
+    branch_state = [(b, b.regularize, b.last_penalty) for b in branches]
     energies: list[np.ndarray] = []
     forces: list[np.ndarray] = []
     has_forces = True
     model.eval()
+    for branch in branches:
+        branch.regularize = False
     try:
         for start in range(0, len(frame_list), batch_size):
             chunk = frame_list[start : start + batch_size]
@@ -144,6 +153,8 @@ def predict(
     finally:
         for module, flag in training_flags:
             module.training = flag
+        for branch, regularize, penalty in branch_state:
+            branch.regularize, branch.last_penalty = regularize, penalty
 
     result: dict[str, Any] = {"energy": np.concatenate(energies)}
     if has_forces:

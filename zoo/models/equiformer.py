@@ -43,11 +43,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         radial_hidden=64, irreps_head="32x0e+16x1e+8x2e", num_heads=4,
         irreps_mlp_mid="384x0e+192x1e+96x2e", irreps_feature="512x0e",
     ),
-    # Sized to train on a 2-core CPU (see the benchmark in benchmarks/bench_equiformer.py).
+    # Sized to train on a 2-core CPU: ~0.6 CPU-seconds per training step of 8 aspirin frames,
+    # i.e. about an hour per 100 epochs of 950 frames on 2 cores (benchmarks/bench_equiformer.py).
     "small": dict(
-        irreps_node="32x0e+16x1e+8x2e", num_layers=3, lmax=2, num_basis=32,
-        radial_hidden=32, irreps_head="16x0e+8x1e+4x2e", num_heads=2,
-        irreps_mlp_mid="96x0e+48x1e+24x2e", irreps_feature="128x0e",
+        irreps_node="16x0e+8x1e+4x2e", num_layers=2, lmax=2, num_basis=16,
+        radial_hidden=16, irreps_head="8x0e+4x1e+2x2e", num_heads=2,
+        irreps_mlp_mid="32x0e+16x1e+8x2e", irreps_feature="64x0e",
     ),
     "tiny": dict(
         irreps_node="8x0e+4x1e+2x2e", num_layers=2, lmax=2, num_basis=8,

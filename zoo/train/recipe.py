@@ -68,6 +68,18 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     unknown = set(recipe) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    for section, defaults in DEFAULTS.items():
+        if not isinstance(defaults, dict) or section not in recipe:
+            continue
+        if not isinstance(recipe[section], dict):
+            raise ValueError(f"recipe section {section!r} must be a mapping: {recipe[section]!r}")
+        # A typo such as `training: {epoch: 3}` must not silently train with the default.
+        unknown = set(recipe[section]) - set(defaults)
+        if unknown:
+            raise ValueError(
+                f"unknown recipe keys {sorted(f'{section}.{k}' for k in unknown)}; "
+                f"known in {section}: {sorted(defaults)}"
+            )
     method = recipe["relaxation"]["method"]
     if method not in _METHODS:
         raise ValueError(f"relaxation.method must be one of {_METHODS}, got {method!r}")

@@ -7,6 +7,7 @@ at the end, ``export/`` (the model folder ready for ``zoo.publish``).
 
 from __future__ import annotations
 
+import csv
 import os
 import platform
 import shlex
@@ -138,8 +139,12 @@ def train(
         model = build_model(recipe, train_graphs, init_from)
         task = EnergyForceTask(model, recipe, train_graphs, val_graphs)
         callbacks: list[L.Callback] = [
-            ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, save_top_k=0,
-                            every_n_epochs=1, save_on_train_epoch_end=True),
+            # `last.ckpt` rewritten at every epoch end. (Lightning 2.6 writes `save_last`
+            # only when a top-k checkpoint was saved in the same step, i.e. never with
+            # save_top_k=0: the file would appear only when training ends.)
+            ModelCheckpoint(dirpath=run / "checkpoints", filename="last", save_top_k=1,
+                            every_n_epochs=1, save_on_train_epoch_end=True,
+                            enable_version_counter=False),
         ]
         method = recipe["relaxation"]["method"]
         if method != "none":
@@ -161,9 +166,13 @@ def train(
             log_every_n_steps=1,
             deterministic=False,
         )
+        if resume and _is_rank_zero_process():
+            _stash_metrics(run / "logs")
         started = time.time()
         trainer.fit(task, ckpt_path=str(checkpoint) if resume else None)
         wall = time.time() - started
+        if trainer.is_global_zero:
+            _restore_metrics(run / "logs")
     if export and trainer.is_global_zero:
         from zoo.train.export import export_run
 
@@ -177,7 +186,8 @@ def train(
                 "init_from": init_from,
             },
         )
-    _record_wall(run, wall)
+    if trainer.is_global_zero:
+        _record_wall(run, wall)
     return run
 
 
@@ -185,6 +195,55 @@ def _merge_overrides(a: dict[str, Any], b: dict[str, Any] | None) -> dict[str, A
     from zoo.train.recipe import _merge
 
     return _merge(a, b or {})
+
+
+def _is_rank_zero_process() -> bool:
+    # Before the Trainer exists: the DDP workers Lightning starts carry LOCAL_RANK > 0.
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+# Lightning's CSVLogger deletes an existing metrics.csv when a resumed session logs its first
+# metric: the earlier sessions' rows are kept aside in metrics.earlier.csv (which survives a
+# second interruption) and put back in front of the new rows once training ends.
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _combine_rows(earlier: list[dict[str, str]], later: list[dict[str, str]]) -> list:
+    # A resumed session re-runs the epoch it was interrupted in: earlier rows from there on go.
+    epochs = [int(float(r["epoch"])) for r in later if r.get("epoch")]
+    if epochs:
+        first = min(epochs)
+        earlier = [r for r in earlier if not r.get("epoch") or int(float(r["epoch"])) < first]
+    return earlier + later
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    keys = sorted({k for row in rows for k in row})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _stash_metrics(logs: Path) -> None:
+    earlier = logs / "metrics.earlier.csv"
+    rows = _combine_rows(_read_rows(earlier), _read_rows(logs / "metrics.csv"))
+    if rows:
+        _write_rows(earlier, rows)
+
+
+def _restore_metrics(logs: Path) -> None:
+    earlier = logs / "metrics.earlier.csv"
+    if earlier.exists():
+        current = logs / "metrics.csv"
+        _write_rows(current, _combine_rows(_read_rows(earlier), _read_rows(current)))
+        earlier.unlink()
 
 
 def _previous_wall(run: Path) -> float:

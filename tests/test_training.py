@@ -1,0 +1,292 @@
+"""Tests of ``zoo train``: the smoke recipe end to end, kill-and-resume, DDP, the card, recipes.
+
+The smoke recipe (tiny Equiformer, 16 aspirin frames, CR) runs once per module and is shared by
+the tests of its export, its card, resumption and DDP; they need the real rMD17 data and skip
+with a message where it is missing. The recipe tests need no data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import zoo
+from zoo import relax
+from zoo.data import data_root
+from zoo.hub.checkpoint import sha256_file
+from zoo.relax.controllers import triangle_level
+from zoo.testing import equivariance_error
+from zoo.train.export import evaluate, read_metrics
+from zoo.train.recipe import DEFAULTS, load_recipe
+from zoo.train.run import load_data, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "training" / "recipes" / "smoke.yaml")
+EPOCHS = 2  # enough for the CR triangle to go 0 -> peak, a warm-up and a cosine epoch
+PER_EPOCH = ("train/loss", "train/task_loss", "train/reg_norm", "train/reg_lie", "level/0",
+             "val/forces_mae_mev", "val/energy_mae_mev")
+
+# Run as a script (not `python -c`): Lightning's DDP launcher starts rank 1 by running the same
+# file again, and a killed run must be a real process dying, not an exception.
+KILLED_SCRIPT = """
+import os, signal, sys
+from zoo.train import task
+from zoo.train.run import train
+
+_step = task.EnergyForceTask.training_step
+
+
+def _step_or_die(self, batch, batch_idx):
+    # SIGKILL like an OOM kill or a pre-empted job: mid-epoch 1, after two of its optimiser steps
+    # (in-memory state already past the epoch-0 checkpoint), no cleanup, no flushing.
+    if self.current_epoch == 1 and batch_idx == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _step(self, batch, batch_idx)
+
+
+task.EnergyForceTask.training_step = _step_or_die
+train(sys.argv[1], sys.argv[2], epochs=int(sys.argv[3]), export=False, progress=False)
+"""
+
+DDP_SCRIPT = """
+import sys
+from zoo.train.run import train
+
+if __name__ == "__main__":
+    train(sys.argv[1], sys.argv[2], epochs=int(sys.argv[3]), devices=2, export=False,
+          progress=False)
+"""
+
+
+def _require_rmd17() -> None:
+    path = data_root() / "rmd17" / "aspirin"
+    if not ((path / "train.xyz").is_file() or (path / "all.xyz").is_file()):
+        pytest.skip(f"rMD17 data not found at {path}; set ZOO_DATA_DIR")
+
+
+def _run_script(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    # A clean launch: no DDP rank variables from the caller's environment.
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _steps_per_epoch() -> int:
+    recipe = load_recipe(SMOKE)
+    return math.ceil(recipe["data"]["n_train"] / recipe["training"]["batch_size"])
+
+
+def _ckpt(run: Path) -> dict:
+    # A file this test session wrote itself; weights_only keeps the load pickle-free anyway.
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    _require_rmd17()
+    run = tmp_path_factory.mktemp("training") / "smoke"
+    assert train(SMOKE, run, epochs=EPOCHS, progress=False) == run
+    return run
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.data
+def test_smoke_run_exports_a_verified_model(smoke_run):
+    folder = smoke_run / "export"
+    config = json.loads((folder / "config.json").read_text())
+    recipe = yaml.safe_load((smoke_run / "recipe.yaml").read_text())
+    assert recipe["training"]["epochs"] == EPOCHS  # the override reached the run
+    assert (smoke_run / "checkpoints" / "last.ckpt").is_file()
+
+    model = zoo.load(str(folder))
+    assert relax.branches(model) == []
+    assert not any("branch" in key for key in model.state_dict())
+    assert equivariance_error(model) < 1e-10
+
+    # The loaded model reproduces the test metrics the in-memory model was exported with.
+    _, _, test_graphs = load_data(recipe, torch.float32)
+    measured = evaluate(model, test_graphs, recipe["training"]["eval_batch_size"])
+    assert measured["n_frames"] == config["test_frames"] == recipe["data"]["max_test_frames"]
+    for key in ("energy_mae", "forces_mae"):
+        assert measured[key] == pytest.approx(config["metrics"][key], abs=2e-4), key
+
+    # config.json: what was trained and how, the weights' hash, the measured equivariance.
+    assert config["name"] == "equiformer-smoke"
+    assert config["relaxation"]["method"] == "cr"
+    assert config["relaxation"]["training"]["lambda_reg"] == recipe["relaxation"]["lambda_reg"]
+    assert config["files"]["model.safetensors"]["sha256"] == sha256_file(
+        folder / "model.safetensors"
+    )
+    assert set(config["equivariance_error"]) == {"float32", "float64"}
+    assert config["equivariance_error"]["float64"] < 1e-10
+    assert config["equivariance_error"]["float32"] < 1e-4
+    assert config["training"]["epochs"] == EPOCHS
+
+    # metrics.csv: every per-epoch metric for every epoch; the controller drove the levels.
+    header = (smoke_run / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert set(PER_EPOCH) <= set(header)
+    metrics = read_metrics(smoke_run / "logs" / "metrics.csv")
+    for key in PER_EPOCH:
+        assert [epoch for epoch, _ in metrics[key]] == list(range(EPOCHS)), key
+        assert all(math.isfinite(value) for _, value in metrics[key]), key
+    peak = recipe["relaxation"]["controller"]["peak"]
+    levels = [value for _, value in metrics["level/0"]]
+    assert levels == pytest.approx([triangle_level(e, EPOCHS, peak) for e in range(EPOCHS)])
+    assert metrics["train/reg_norm"][0][1] == 0.0  # level 0: the branches are off
+    assert metrics["train/reg_norm"][-1][1] > 0.0  # relaxed: the regulariser is active
+    assert config["relaxation"]["training"]["final_levels"]["level/0"] == pytest.approx(levels[-1])
+
+
+@pytest.mark.data
+def test_smoke_card_renders(smoke_run):
+    from huggingface_hub import ModelCard
+
+    folder = smoke_run / "export"
+    config = json.loads((folder / "config.json").read_text())
+    card = ModelCard.load(folder / "README.md")
+    data = card.data
+    assert data.library_name == "zoo"
+    assert data.license == "mit"
+    assert {"equivariant", "equiformer", "rmd17", "relaxation-cr"} <= set(data.tags)
+    assert data.datasets == ["rmd17"]
+    assert data.metrics == ["mae"]
+    (entry,) = data.to_dict()["model-index"]
+    assert entry["name"] == config["name"]
+    (result,) = entry["results"]
+    values = {m["name"]: m["value"] for m in result["metrics"]}
+    assert values == {
+        "Energy MAE (meV)": config["metrics"]["energy_mae"],
+        "Force MAE (meV/Å)": config["metrics"]["forces_mae"],
+    }
+    assert sorted(r.metric_value for r in data.eval_results) == sorted(values.values())
+
+    body = card.text
+    assert "| Equiformer (L_max=2), MD17 | Liao & Smidt 2023 | 5.3 | 7.2 |" in body
+    measured = config["metrics"]
+    assert f"**{measured['energy_mae']:.2f}** | **{measured['forces_mae']:.2f}**" in body
+    errors = config["equivariance_error"]
+    assert f"float64 {errors['float64']:.2e}, float32 {errors['float32']:.2e}" in body
+    assert "](training_curves.png)" in body
+    png = (folder / "training_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
+# --------------------------------------------------------------------------- resume and DDP
+
+
+@pytest.mark.data
+def test_kill_and_resume_matches_uninterrupted_run(smoke_run, tmp_path):
+    run = tmp_path / "killed"
+    proc = _run_script(tmp_path, KILLED_SCRIPT, SMOKE, str(run), str(EPOCHS))
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-4000:]
+    steps = _steps_per_epoch()
+    killed = _ckpt(run)
+    assert (killed["epoch"], killed["global_step"]) == (0, steps)  # written at epoch 0's end
+    assert 1 in dict(read_metrics(run / "logs" / "metrics.csv")["loss"])  # died inside epoch 1
+
+    train(SMOKE, run, epochs=EPOCHS, resume=True, export=False, progress=False)
+    a, b = _ckpt(smoke_run), _ckpt(run)
+    assert a["global_step"] == b["global_step"] == EPOCHS * steps
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    tensors = [(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"]]
+    for pa, pb in zip(a["optimizer_states"][0]["state"].values(),
+                      b["optimizer_states"][0]["state"].values(), strict=True):
+        tensors += [(pa[k], pb[k]) for k in pa]
+    diff = max(float((x.double() - y.double()).abs().max()) for x, y in tensors)
+    print(f"resume: max |uninterrupted - resumed| over weights and Adam moments = {diff:.3g}")
+    assert diff <= 1e-6
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"] == EPOCHS
+    assert a["callbacks"]["RelaxationCallback"] == b["callbacks"]["RelaxationCallback"]
+
+    # The killed session's epochs stay in metrics.csv (Lightning would delete them on resume).
+    ma = read_metrics(smoke_run / "logs" / "metrics.csv")
+    mb = read_metrics(run / "logs" / "metrics.csv")
+    for key in PER_EPOCH:
+        assert [e for e, _ in mb[key]] == [e for e, _ in ma[key]] == list(range(EPOCHS)), key
+        assert [v for _, v in mb[key]] == pytest.approx([v for _, v in ma[key]], rel=1e-6), key
+    assert not (run / "logs" / "metrics.earlier.csv").exists()
+    assert float((run / "wall_time_s.txt").read_text()) > 0
+
+    # Training into the finished run again without resume is refused before anything is touched.
+    before = (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train(SMOKE, run, epochs=EPOCHS, export=False, progress=False)
+    assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
+
+
+@pytest.mark.data
+def test_ddp_on_two_processes_matches_one(smoke_run, tmp_path):
+    run = tmp_path / "ddp"
+    proc = _run_script(tmp_path, DDP_SCRIPT, SMOKE, str(run), str(EPOCHS))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["training"]["devices"] == 2
+    # The recipe's batch is global: each of the 2 ranks takes half, the step count is unchanged.
+    assert _ckpt(run)["global_step"] == EPOCHS * _steps_per_epoch()
+
+    # Same seed, same global batches: the epoch means of 2 ranks equal the 1-device run's.
+    ddp = read_metrics(run / "logs" / "metrics.csv")
+    single = read_metrics(smoke_run / "logs" / "metrics.csv")
+    for key in ("train/loss", "train/task_loss", "val/forces_mae_mev", "val/energy_mae_mev"):
+        assert [e for e, _ in ddp[key]] == list(range(EPOCHS)), key
+        print(f"ddp {key}: {[v for _, v in ddp[key]]} vs 1 device {[v for _, v in single[key]]}")
+        assert [v for _, v in ddp[key]] == pytest.approx([v for _, v in single[key]], rel=1e-5), key
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def test_recipe_overrides_and_defaults(tmp_path):
+    recipe = load_recipe(SMOKE, {"training": {"epochs": 7}})
+    assert recipe["training"]["epochs"] == 7
+    assert recipe["training"]["batch_size"] == 4  # from the file
+    assert recipe["optimizer"]["lr"] == DEFAULTS["optimizer"]["lr"]  # from the defaults
+    assert load_recipe("smoke")["name"] == "equiformer-smoke"  # by name, from training/recipes
+    # train() applies its overrides before anything runs: a bad one fails at once.
+    with pytest.raises(ValueError, match="training.epochs must be at least 1"):
+        train(SMOKE, tmp_path / "zero", epochs=0)
+    assert not (tmp_path / "zero").exists()
+
+
+def test_recipe_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no recipe named 'no-such-model'.*'smoke'"):
+        load_recipe("no-such-model")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_recipe(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nepochs: 3\n")
+    with pytest.raises(ValueError, match=r"unknown recipe keys \['epochs'\]"):
+        load_recipe(bad)
+    with pytest.raises(ValueError, match=r"unknown recipe keys \['training\.epoch'\]"):
+        load_recipe(SMOKE, {"training": {"epoch": 3}})
+    with pytest.raises(ValueError, match=r"relaxation\.method must be one of .*'magic'"):
+        load_recipe(SMOKE, {"relaxation": {"method": "magic"}})
+    with pytest.raises(ValueError, match="'magic'"):
+        train(SMOKE, tmp_path / "run", overrides={"relaxation": {"method": "magic"}})
+
+
+def test_existing_run_folder_needs_resume(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run")
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train(SMOKE, run, epochs=1, progress=False)
+    assert not (run / "recipe.yaml").exists()  # refused before writing anything
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(SMOKE, tmp_path / "fresh", epochs=1, resume=True, progress=False)
