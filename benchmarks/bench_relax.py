@@ -236,7 +236,8 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\nfloat32, {results['machine']['torch_threads']} thread(s), "
           f"{results['machine']['cpu']}; median of {settings['repeats']} after "
           f"{settings['warmup']} warm-up")
-    header = f"{'architecture':<14}{'preset':<7}{'variant':<20}{'params':>10}{'s/call':>9}{'ratio':>7}"
+    header = (f"{'architecture':<14}{'preset':<7}{'variant':<20}{'params':>10}{'s/call':>9}"
+              f"{'ratio':>7}")
     for name, row in results["architectures"].items():
         print(f"\n{name} on {row['inputs']}")
         print(header)

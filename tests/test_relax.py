@@ -246,7 +246,10 @@ def intertwiner_projector(rep_in: IrrepsRep, rep_out: IrrepsRep) -> torch.Tensor
     a_in, a_out = rep_in.lie_algebra(), rep_out.lie_algebra()
     eye_in = torch.eye(a_in.shape[1], dtype=torch.float64)
     eye_out = torch.eye(a_out.shape[1], dtype=torch.float64)
-    blocks = [torch.kron(eye_out, a_in[a].T.contiguous()) - torch.kron(a_out[a], eye_in) for a in range(3)]
+    blocks = [
+        torch.kron(eye_out, a_in[a].T.contiguous()) - torch.kron(a_out[a], eye_in)
+        for a in range(3)
+    ]
     operator = torch.cat(blocks)
     _, singular, vh = torch.linalg.svd(operator)
     rank = int((singular > 1e-10).sum())

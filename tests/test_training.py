@@ -21,6 +21,7 @@ import yaml
 
 import zoo
 from zoo import relax
+from zoo.cli import main as cli_main
 from zoo.data import data_root
 from zoo.hub.checkpoint import sha256_file
 from zoo.relax.controllers import triangle_level
@@ -252,7 +253,7 @@ def test_ddp_on_two_processes_matches_one(smoke_run, tmp_path):
 # --------------------------------------------------------------------------- recipes
 
 
-def test_recipe_overrides_and_defaults(tmp_path):
+def test_recipe_overrides_and_defaults(tmp_path, capsys):
     recipe = load_recipe(SMOKE, {"training": {"epochs": 7}})
     assert recipe["training"]["epochs"] == 7
     assert recipe["training"]["batch_size"] == 4  # from the file
@@ -262,6 +263,12 @@ def test_recipe_overrides_and_defaults(tmp_path):
     with pytest.raises(ValueError, match="training.epochs must be at least 1"):
         train(SMOKE, tmp_path / "zero", epochs=0)
     assert not (tmp_path / "zero").exists()
+    # The command line passes --epochs through, and reports bad input in one line.
+    assert cli_main(["train", SMOKE, "--output", str(tmp_path / "cli"), "--epochs", "0"]) == 2
+    assert "zoo train: error: training.epochs must be at least 1" in capsys.readouterr().err
+    assert cli_main(["train", "no-such-model", "--output", str(tmp_path / "cli")]) == 2
+    assert "no recipe named 'no-such-model'" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()
 
 
 def test_recipe_errors_are_clear(tmp_path):
@@ -281,12 +288,14 @@ def test_recipe_errors_are_clear(tmp_path):
         train(SMOKE, tmp_path / "run", overrides={"relaxation": {"method": "magic"}})
 
 
-def test_existing_run_folder_needs_resume(tmp_path):
+def test_existing_run_folder_needs_resume(tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run")
     with pytest.raises(FileExistsError, match="resume=True"):
         train(SMOKE, run, epochs=1, progress=False)
     assert not (run / "recipe.yaml").exists()  # refused before writing anything
+    assert cli_main(["train", SMOKE, "--output", str(run), "--epochs", "1"]) == 2
+    assert "pass resume=True (--resume)" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(SMOKE, tmp_path / "fresh", epochs=1, resume=True, progress=False)

@@ -122,10 +122,10 @@ def equivariance_report(
         inputs = checked.example_inputs(generator, dtype)
     else:
         inputs = _cast_inputs(inputs, dtype)
-    reference = _as_dict(checked(inputs))
+    raw = checked(inputs)
     report: dict[str, float] = {}
     for label, g in group_elements(checked, inputs, generator, dtype, n_rotations):
-        expected = _as_dict(checked.act_on_outputs(reference, g))
+        expected = _as_dict(checked.act_on_outputs(raw, g))
         actual = _as_dict(checked(checked.act_on_inputs(inputs, g)))
         for key, value in expected.items():
             scale = value.detach().abs().max().clamp_min(torch.finfo(dtype).tiny)

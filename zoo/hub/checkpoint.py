@@ -451,8 +451,8 @@ def verify_folder(
     expected_sha256
         File name to sha256 from a trusted source, or ``None``.
     exact
-        Also require the folder to hold nothing but the card, the config and the weights
-        (hidden files aside), as a folder to publish must.
+        Also require the folder to hold nothing but the card, the config, the weights and the
+        PNG figures the card shows (hidden files aside), as a folder to publish must.
 
     Returns
     -------
@@ -469,7 +469,9 @@ def verify_folder(
         _check(path, None, (expected.get(filename), None), (record["sha256"], record["size"]))
     _check_other_files(folder, config, expected)
     if exact:
-        wanted = {CONFIG_NAME, CARD_NAME, *config["files"]}
+        card = (folder / CARD_NAME).read_text() if (folder / CARD_NAME).is_file() else ""
+        figures = {p.name for p in folder.glob("*.png") if f"]({p.name})" in card}
+        wanted = {CONFIG_NAME, CARD_NAME, *config["files"], *figures}
         present = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
         if present != wanted:
             extra = sorted(present - wanted)

@@ -192,6 +192,12 @@ def fetch(
 
     offline = local_files_only or offline_from_env()
     wanted = revision or entry.revision
+    if wanted is None:
+        raise OfflineError(
+            f"model {entry.name!r} is not on the Hub yet (no pinned revision): it is served from "
+            f"the bundled folder {model_cards_dir() / entry.name}, which this checkout lacks. "
+            "Use a full clone of the zoo repository, or pass revision= for a Hub branch or tag."
+        )
     # config.json first: its snapshot folder names the commit that `wanted` resolved to, and the
     # other files are then fetched from that same commit even if a branch moves meanwhile.
     filenames = [CONFIG_NAME, *sorted(f for f in entry.sha256 if f != CONFIG_NAME)]

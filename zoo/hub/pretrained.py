@@ -55,7 +55,9 @@ class PretrainedEntry:
     repo_id
         Hugging Face Hub model repository, ``"org/name"``.
     revision
-        Pinned commit sha (40 hex digits) of that repository.
+        Pinned commit sha (40 hex digits) of that repository, or ``None`` for a model that is
+        bundled in ``model_cards/`` but not uploaded yet (then only the bundled folder serves
+        it, and a Hub download says so).
     sha256
         File name to sha256 (hex) for every file of the repository at ``revision``; must include
         ``config.json`` and ``model.safetensors``.
@@ -74,7 +76,7 @@ class PretrainedEntry:
     name: str
     architecture: str
     repo_id: str
-    revision: str
+    revision: str | None
     sha256: Mapping[str, str]
     dataset: str
     licence: str
@@ -88,7 +90,7 @@ class PretrainedEntry:
         for name in (self.name, *self.aliases):
             if not SAFE_NAME.fullmatch(name):
                 raise ValueError(f"model name {name!r} must match {SAFE_NAME.pattern}")
-        if not _COMMIT_SHA.fullmatch(self.revision):
+        if self.revision is not None and not _COMMIT_SHA.fullmatch(self.revision):
             raise ValueError(
                 f"{self.name}: revision must be a pinned commit sha (40 hex digits), "
                 f"got {self.revision!r}"

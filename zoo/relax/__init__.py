@@ -105,6 +105,7 @@ def relax(
         "method": method,
         "form": form,
         "hidden_factor": hidden_factor,
+        "regularize": regularize,
         **recipe,
     }
     return model

@@ -141,7 +141,7 @@ def add_branch_output(module: nn.Module, args: tuple, output: torch.Tensor) -> t
     branch: RelaxedBranch = getattr(module, BRANCH_ATTRIBUTE)
     x = args[0]
     gx = branch(x)
-    if branch.regularize and torch.is_grad_enabled():
+    if branch.regularize and branch.training and torch.is_grad_enabled():
         # Computed inside forward so that distributed data parallel sees every use of the
         # branch's parameters during the forward pass.
         branch.last_penalty = branch.penalties(x, gx)

@@ -108,6 +108,10 @@ class ACEController(LevelController):
 
     The dual step uses the updated primal (alternating gradient descent-ascent). The network
     weights ``theta`` are stepped by the trainer's optimiser on ``J``.
+
+    Once the regulariser has shrunk a branch, ``J`` hardly depends on ``gamma`` and nothing damps
+    the exchange between ``gamma`` and ``lambda``: with ``eta_p ~ eta_d`` the pair cycles. Settling
+    needs ``eta_p / eta_d`` of about 10 (measured in ``tests/test_controllers.py``).
     """
 
     method = "ace"
@@ -175,7 +179,7 @@ class RECMController(LevelController):
     method = "recm"
 
     def __init__(
-        self, beta: float = 0.1, eta: float = 0.05, kappa: float = 1.0, s_max: float = 1.0
+        self, beta: float = 0.1, eta: float = 0.25, kappa: float = 0.3, s_max: float = 1.0
     ) -> None:
         super().__init__()
         self.beta, self.eta, self.kappa, self.s_max = beta, eta, kappa, s_max

@@ -7,6 +7,7 @@ generators (``[k, D, D]``, finite groups). Each class here builds them for one f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -26,14 +27,19 @@ def _su2_generators(j: int) -> torch.Tensor:
     ).to(torch.complex128)
 
 
-def irrep_generators(l: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:  # noqa: E741
-    """``[3, 2l+1, 2l+1]`` real so(3) generators of degree ``l`` in e3nn's basis, exact in
-    float64; index ``a`` generates rotations about axis ``a`` (x, y, z)."""
+@functools.lru_cache(maxsize=None)
+def _irrep_generators_float64(l: int) -> torch.Tensor:  # noqa: E741
     from e3nn.o3._wigner import change_basis_real_to_complex
 
     q = change_basis_real_to_complex(l, dtype=torch.float64)
-    x = torch.conj(q.T) @ _su2_generators(l) @ q
-    return torch.real(x).to(dtype)
+    return torch.real(torch.conj(q.T) @ _su2_generators(l) @ q)
+
+
+def irrep_generators(l: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:  # noqa: E741
+    """``[3, 2l+1, 2l+1]`` real so(3) generators of degree ``l`` in e3nn's basis, exact in
+    float64; index ``a`` generates rotations about axis ``a`` (x, y, z). Cached (the regulariser
+    applies them every step); the returned tensor is a fresh copy."""
+    return _irrep_generators_float64(l).to(dtype, copy=True)
 
 
 def so3_generators(irreps: str | o3.Irreps, dtype: torch.dtype = torch.float64) -> torch.Tensor:
