@@ -18,7 +18,8 @@ Measured with the settings below (float64, one thread, seed 0, 800 steps of batc
   slack ``u`` 0.46 (both still shrinking slowly).
 - RECM-style, ``beta = 0.1``, ``eta = 0.25``, ``kappa = 0.3``, Adam lr 0.05, betas
   (0.9, 0.99): symmetric data drives the level from 1 to 0 (clipped) by step ~600; the planted
-  breaking keeps it at 0.37 (these are now the defaults). With ``kappa = 1, eta = 0.05`` the level collapses to
+  breaking keeps it at 0.37 (now the defaults). With ``kappa = 1, eta = 0.05`` the level
+  collapses to
   0 under the planted breaking too (see ``test_recm_keeps_level_under_planted_breaking``); with
   Adam's default betas the symmetric case is still at 0.05 after 800 steps.
 """

@@ -10,7 +10,7 @@ from ase import Atoms
 import zoo
 from zoo import create_model
 from zoo.data import InvalidFrameError, data_root, frames_to_batch, read_frames
-from zoo.predict import predict
+from zoo.inference import predict
 
 ASPIRIN = ("rmd17", "aspirin", "test.xyz")
 
@@ -155,7 +155,7 @@ def test_default_dtype_unchanged(models) -> None:
 
 
 def test_zoo_predict_is_callable(models) -> None:
-    # ``zoo.predict`` resolves to the module zoo.predict; it must still be callable.
+    # ``zoo.predict`` is the function (its module is zoo.inference, so no submodule shadows it).
     out = zoo.predict(models[torch.float64], [_water()])
     np.testing.assert_array_equal(out["energy"], predict(models[torch.float64], _water())["energy"])
 

@@ -17,6 +17,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Public name -> module defining it. Names equal to their module ("relax", "testing", "data")
+# are the modules themselves; every other name is an attribute of its module.
+_MODULES = {"relax", "testing", "data"}
 _EXPORTS = {
     "create_model": "zoo._registry",
     "list_architectures": "zoo._registry",
@@ -27,7 +30,7 @@ _EXPORTS = {
     "publish": "zoo.hub.publish",
     "list_models": "zoo.hub.pretrained",
     "info": "zoo.hub.pretrained",
-    "predict": "zoo.predict",
+    "predict": "zoo.inference",
     "relax": "zoo.relax",
     "testing": "zoo.testing",
     "data": "zoo.data",
@@ -39,7 +42,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = module if module_name == f"zoo.{name}" else getattr(module, name)
+    value = module if name in _MODULES else getattr(module, name)
     globals()[name] = value
     return value
 

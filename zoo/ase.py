@@ -61,7 +61,7 @@ class ZooCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        from zoo.predict import predict
+        from zoo.inference import predict
 
         result = predict(self.model, [self.atoms], batch_size=1)
         energy = float(result["energy"][0])

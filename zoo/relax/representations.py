@@ -27,7 +27,7 @@ def _su2_generators(j: int) -> torch.Tensor:
     ).to(torch.complex128)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _irrep_generators_float64(l: int) -> torch.Tensor:  # noqa: E741
     from e3nn.o3._wigner import change_basis_real_to_complex
 

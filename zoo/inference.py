@@ -3,21 +3,17 @@
 ::
 
     import zoo
-    from zoo.predict import predict
+    from zoo.inference import predict
 
     model = zoo.create_model("equiformer", preset="small")
     out = predict(model, frames)          # frames: list of ase.Atoms
     out["energy"]                         # numpy [n_frames], eV
     out["forces"][i]                      # numpy [n_atoms_i, 3], eV/Å
 
-The module itself is callable as well (``zoo.predict(model, frames)``), because the lazy
-attribute ``zoo.predict`` resolves to this module rather than to the function.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,7 +23,6 @@ from ase import Atoms
 from torch import nn
 
 from zoo.data import frames_to_batch
-from zoo.relax.branch import RelaxedBranch
 
 __all__ = ["predict"]
 
@@ -116,16 +111,10 @@ def predict(
     target = torch.device(device) if device is not None else model_device
 
     training_flags = [(module, module.training) for module in model.modules()]
-    # Branches of a relaxed model compute their regularisers in every forward pass run with
-    # gradients enabled (force models always are) and keep them, graph and all; not needed here.
-    branches = [m for m in model.modules() if isinstance(m, RelaxedBranch)]
-    branch_state = [(b, b.regularize, b.last_penalty) for b in branches]
     energies: list[np.ndarray] = []
     forces: list[np.ndarray] = []
     has_forces = True
-    model.eval()
-    for branch in branches:
-        branch.regularize = False
+    model.eval()  # also keeps relaxed branches from computing their training regularisers
     try:
         for start in range(0, len(frame_list), batch_size):
             chunk = frame_list[start : start + batch_size]
@@ -153,20 +142,9 @@ def predict(
     finally:
         for module, flag in training_flags:
             module.training = flag
-        for branch, regularize, penalty in branch_state:
-            branch.regularize, branch.last_penalty = regularize, penalty
 
     result: dict[str, Any] = {"energy": np.concatenate(energies)}
     if has_forces:
         result["forces"] = forces
     return result
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``zoo.predict(model, frames)`` work when ``zoo.predict`` is this module."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
