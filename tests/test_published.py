@@ -1,0 +1,67 @@
+"""Every published model: loads offline from its bundled folder, is exactly equivariant, and
+reproduces its card's test metrics (the last check is slow: ``pytest -m slow``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo.data import data_root
+from zoo.hub.download import model_cards_dir
+from zoo.hub.pretrained import get_pretrained, list_models
+from zoo.testing import equivariance_report
+
+BUNDLED = [name for name in list_models() if (model_cards_dir() / name).is_dir()]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Published models must load with no network at all."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_every_registered_model_is_bundled_or_on_the_hub():
+    for name in list_models():
+        entry = get_pretrained(name)
+        assert name in BUNDLED or entry.revision is not None, (
+            f"{name} is neither bundled in model_cards/ nor pinned to a Hub revision"
+        )
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_published_model_loads_offline_and_is_equivariant(name):
+    model = zoo.load(name)
+    config = json.loads((model_cards_dir() / name / "config.json").read_text())
+    assert not zoo.relax.branches(model)
+    assert model.zoo_info["config"]["architecture"] == config["architecture"]
+    report = equivariance_report(model, dtype=torch.float64)
+    assert max(report.values()) < 1e-10, report
+    # The card's recorded float64 error is at rounding level too.
+    assert config["equivariance_error"]["float64"] < 1e-10
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_published_model_relaxed_starts_as_the_same_function(name):
+    projected = zoo.load(name, dtype="float64")
+    relaxed = zoo.load(name, dtype="float64", relaxed=True)
+    assert zoo.relax.branches(relaxed)
+    inputs = projected.example_inputs(torch.Generator().manual_seed(0), torch.float64)
+    a, b = projected(inputs), relaxed.eval()(inputs)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUNDLED)
+def test_published_model_reproduces_card_metrics(name):
+    from zoo.verify import verify
+
+    config = json.loads((model_cards_dir() / name / "config.json").read_text())
+    molecule_dir = data_root() / "rmd17" / config["data"]["molecule"]
+    if not molecule_dir.is_dir():
+        pytest.skip(f"rMD17 data not found at {molecule_dir}; set ZOO_DATA_DIR")
+    result = verify(zoo.load(name))
+    assert result["metrics_match"], (result["metrics"], result["card_metrics"])
