@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 from ase import Atoms, units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from zoo.ase import ZooCalculator
@@ -28,7 +28,7 @@ except ImportError:  # run from the repository root
 def run_md(model: str, dtype: str, steps: int, timestep_fs: float, seed: int) -> dict:
     atoms = Atoms([s for s, _ in ASPIRIN], positions=[p for _, p in ASPIRIN])
     atoms.calc = ZooCalculator(model, dtype=dtype)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(seed))
     Stationary(atoms)
     ZeroRotation(atoms)
     dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 from ase import Atoms, units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 import zoo
@@ -40,7 +40,7 @@ def main(model_name: str = "equiformer-md17-aspirin", md_steps: int = 100) -> No
           f"largest force {np.abs(result['forces'][0]).max():.3f} eV/Å")
 
     atoms.calc = ZooCalculator(model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
     e0 = atoms.get_total_energy()
     dyn.run(md_steps)

@@ -226,7 +226,58 @@ def info(name: str) -> dict[str, Any]:
 
 
 # --- published models -------------------------------------------------------------------------
-# One register_pretrained(PretrainedEntry(...)) block per model. The values come from
-# zoo.publish, which prints the block for the folder it uploads. The bundled test model
-# `zoo-test-tiny` (model_cards/zoo-test-tiny/) goes here once its folder exists and is published;
-# an entry with made-up checksums would make every load of it fail, so none is registered yet.
+# One register_pretrained(PretrainedEntry(...)) block per model, printed by
+# training/publish_md17.py (or zoo.publish once a model is uploaded). Bundled models are served
+# from model_cards/<name>/ and verified against these checksums; revision=None until uploaded.
+
+register_pretrained(PretrainedEntry(
+    name="equiformer-md17-aspirin",
+    architecture="equiformer",
+    repo_id="zoo-models/equiformer-md17-aspirin",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "99e24f2756cc8c364f2415c8a2caf6ed71872597bf1c565e6a4f54d783b26af3",
+        "comparison.png": "27aa1c8b48e98d219236da7a17a3f2e5626ec5f78280aadee8f301a8a774ea34",
+        "config.json": "a560354b328e901e3ce5d9c1ffaebd60dc8bb2a264aaac1a5f81e2edbf25e184",
+        "model.safetensors": "6cdd0f31935385ef10e78393a475d1cb8ff9b89ec6419d6c09d431b1acd86357",
+        "training_curves.png": "3f691300c08b8529bf53de16d9b2ccff337c7c71d938c7b5869ee3b945a08b1f"
+    },
+    dataset="rMD17 aspirin, 950 training frames",
+    licence="MIT",
+    metrics={"energy_mae": 47.8697, "forces_mae": 79.337},
+    description="standard training (no relaxation), 40 epochs, small preset",
+))
+register_pretrained(PretrainedEntry(
+    name="equiformer-md17-aspirin.cr",
+    architecture="equiformer",
+    repo_id="zoo-models/equiformer-md17-aspirin.cr",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "c2dfcf5ea61dbf2bbb25973ea0f4613b925dea46141616d9e6c0aa191d0503a3",
+        "comparison.png": "27aa1c8b48e98d219236da7a17a3f2e5626ec5f78280aadee8f301a8a774ea34",
+        "config.json": "491f5b584174fb302379729e21b8e624c10c9e922defb4d281bfbe6812c96df9",
+        "model.safetensors": "72141c674088ce03251e67ce0e841e8d2b3fa09b386150ae3a6fdce0f6a2f273",
+        "training_curves.png": "003a8e6f400015996c8450180024ca1d1d5df3ba203c4e2d3d99f187999c038e"
+    },
+    dataset="rMD17 aspirin, 950 training frames",
+    licence="MIT",
+    metrics={"energy_mae": 50.294, "forces_mae": 79.6385},
+    description="constraint-relaxation (CR) training, 40 epochs, small preset",
+))
+register_pretrained(PretrainedEntry(
+    name="equiformer-md17-aspirin.standard",
+    architecture="equiformer",
+    repo_id="zoo-models/equiformer-md17-aspirin.standard",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "e2e98b66093c50d5dfe9a76ac81c8f651a2c6adbad11e6adef8fe1a49534d736",
+        "comparison.png": "27aa1c8b48e98d219236da7a17a3f2e5626ec5f78280aadee8f301a8a774ea34",
+        "config.json": "ee25ca4c0393decd2fdad65dfed045d366909c8dc55e24408f088f6e22be63ad",
+        "model.safetensors": "6cdd0f31935385ef10e78393a475d1cb8ff9b89ec6419d6c09d431b1acd86357",
+        "training_curves.png": "3f691300c08b8529bf53de16d9b2ccff337c7c71d938c7b5869ee3b945a08b1f"
+    },
+    dataset="rMD17 aspirin, 950 training frames",
+    licence="MIT",
+    metrics={"energy_mae": 47.8697, "forces_mae": 79.337},
+    description="standard training (no relaxation), 40 epochs, small preset",
+))
