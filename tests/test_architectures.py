@@ -24,17 +24,6 @@ METHODS = ("cr", "ace", "recm")
 FORMS = ("linear", "mlp")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: the tensors are tiny and the CPU is shared (threads only add sync)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module", params=ARCHITECTURES)
 def base(request: pytest.FixtureRequest) -> zoo.models.ZooModel:
     """The ``tiny`` preset with reproducible weights, float32 (tests relax a ``clone`` of it)."""

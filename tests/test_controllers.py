@@ -60,17 +60,6 @@ RECM_OPTIONS = {"beta": 0.1, "eta": 0.25, "kappa": 0.3}
 RECM_ADAM_BETAS = (0.9, 0.99)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: the tensors are tiny and the CPU is shared (threads only add sync)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class ToyVectorLinear(ZooModel):
     """``o3.Linear(4x1o -> 4x1o)`` and optionally more, each a relaxation site (not registered).
 

@@ -32,23 +32,6 @@ def _model(preset: str, dtype: torch.dtype = torch.float64, seed: int = 0, **ove
     return model.to(dtype).eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_small_runs():
-    """One intra-op thread and no TorchScript re-optimisation while this module runs.
-
-    Small graphs gain nothing from a second thread, and on a shared, loaded CPU the threads'
-    spin-waits make every pass ~10x slower; e3nn's scripted helpers would recompile fused
-    kernels for every new input shape and dtype. Neither changes a result.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.jit.optimized_execution(False):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def aspirin() -> list[Atoms]:
     path = data_root().joinpath(*ASPIRIN)

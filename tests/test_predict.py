@@ -15,18 +15,6 @@ from zoo.inference import predict
 ASPIRIN = ("rmd17", "aspirin", "test.xyz")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_small_runs():
-    # One thread, no TorchScript re-optimisation: see tests/test_equiformer.py.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.jit.optimized_execution(False):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def aspirin() -> list[Atoms]:
     path = data_root().joinpath(*ASPIRIN)

@@ -14,17 +14,6 @@ from zoo.models.base import ZooModel
 ARCHITECTURES = zoo.list_architectures()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: the tensors are tiny and the CPU is shared (threads only add sync)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def scratch_architecture():
     """Registers a throwaway architecture and removes it from the global registry afterwards."""

@@ -39,17 +39,6 @@ ARCHITECTURES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: the tensors are tiny and the CPU is shared (threads only add sync)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def float64_default():
     """Default dtype float64 inside the test only (e3nn builds its matrices in the default)."""

@@ -58,16 +58,6 @@ task.EnergyForceTask.training_step = _step_or_die
 train(sys.argv[1], sys.argv[2], epochs=int(sys.argv[3]), export=False, progress=False)
 """
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Same thread count here as in the child processes (OMP_NUM_THREADS=1): bitwise
-    comparisons across processes need the same summation order."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 DDP_SCRIPT = """
 import sys
 from zoo.train.run import train
