@@ -281,3 +281,54 @@ register_pretrained(PretrainedEntry(
     metrics={"energy_mae": 47.8697, "forces_mae": 79.337},
     description="standard training (no relaxation), 40 epochs, small preset",
 ))
+register_pretrained(PretrainedEntry(
+    name="equiformer-md17-ethanol",
+    architecture="equiformer",
+    repo_id="zoo-models/equiformer-md17-ethanol",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "d1c05b5db502bf217d85fe692ab6ece22d738e3a0764b84683705f68f069aa2f",
+        "comparison.png": "6a1b507e616bb7d5fc55d66d712e74b02a81aa2c8087c061fe016746cdfa4c40",
+        "config.json": "c981b99ea5e347804be0c6b6a531c4cc51468a3707c4a4d36ff7f3dc8266acf7",
+        "model.safetensors": "50e125b9c5dd72fb8a645f1d2b405a577b330f19eac4944fc51c3e7d2023d840",
+        "training_curves.png": "a50d9d490dc57a698f6c17288500d9e6cd6c467bf3496797a1effac8b181f683"
+    },
+    dataset="rMD17 ethanol, 950 training frames",
+    licence="MIT",
+    metrics={"energy_mae": 13.0094, "forces_mae": 44.4326},
+    description="standard training (no relaxation), 40 epochs, small preset",
+))
+register_pretrained(PretrainedEntry(
+    name="equiformer-md17-ethanol.cr",
+    architecture="equiformer",
+    repo_id="zoo-models/equiformer-md17-ethanol.cr",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "b478690bfc529006ebfcc75dd74cb2470eb9664a2698b4408b607ab2d9f9200d",
+        "comparison.png": "6a1b507e616bb7d5fc55d66d712e74b02a81aa2c8087c061fe016746cdfa4c40",
+        "config.json": "a8d04a963df659ca09ccdad6009617e1f938ac2b9e12dfa9ddb8523db5edf435",
+        "model.safetensors": "fda53dd9551a5c4341ed240fad7a88e17d568660ed22e5bdc8405690febc4b5e",
+        "training_curves.png": "9ccaba1fd02c0a4a2f693af4147838bba4ddef9cbf05d1eeb78a0df617c3f3a8"
+    },
+    dataset="rMD17 ethanol, 950 training frames",
+    licence="MIT",
+    metrics={"energy_mae": 13.7473, "forces_mae": 45.5353},
+    description="constraint-relaxation (CR) training, 40 epochs, small preset",
+))
+register_pretrained(PretrainedEntry(
+    name="equiformer-md17-ethanol.standard",
+    architecture="equiformer",
+    repo_id="zoo-models/equiformer-md17-ethanol.standard",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "0bec7c3943f9aeb34cf24614075915dd9f202166f13d1648515450d4194f2df8",
+        "comparison.png": "6a1b507e616bb7d5fc55d66d712e74b02a81aa2c8087c061fe016746cdfa4c40",
+        "config.json": "d0f257ced29bafd6bf94d79d701007e6b4b5121147e2550aacca83123b58bd27",
+        "model.safetensors": "50e125b9c5dd72fb8a645f1d2b405a577b330f19eac4944fc51c3e7d2023d840",
+        "training_curves.png": "a50d9d490dc57a698f6c17288500d9e6cd6c467bf3496797a1effac8b181f683"
+    },
+    dataset="rMD17 ethanol, 950 training frames",
+    licence="MIT",
+    metrics={"energy_mae": 13.0094, "forces_mae": 44.4326},
+    description="standard training (no relaxation), 40 epochs, small preset",
+))
