@@ -236,7 +236,7 @@ register_pretrained(PretrainedEntry(
     repo_id="zoo-models/equiformer-md17-aspirin",
     revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
     sha256={
-        "README.md": "99e24f2756cc8c364f2415c8a2caf6ed71872597bf1c565e6a4f54d783b26af3",
+        "README.md": "fd5da67545e243beccd96f3c52156d8470c4c8c4961ec5df9cd2c8a17382d305",
         "comparison.png": "27aa1c8b48e98d219236da7a17a3f2e5626ec5f78280aadee8f301a8a774ea34",
         "config.json": "a560354b328e901e3ce5d9c1ffaebd60dc8bb2a264aaac1a5f81e2edbf25e184",
         "model.safetensors": "6cdd0f31935385ef10e78393a475d1cb8ff9b89ec6419d6c09d431b1acd86357",
@@ -270,7 +270,7 @@ register_pretrained(PretrainedEntry(
     repo_id="zoo-models/equiformer-md17-aspirin.standard",
     revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
     sha256={
-        "README.md": "e2e98b66093c50d5dfe9a76ac81c8f651a2c6adbad11e6adef8fe1a49534d736",
+        "README.md": "17680e84ecac81597381f5cb0ce0d8e07753a557f4b5be516e4c5861539caf25",
         "comparison.png": "27aa1c8b48e98d219236da7a17a3f2e5626ec5f78280aadee8f301a8a774ea34",
         "config.json": "ee25ca4c0393decd2fdad65dfed045d366909c8dc55e24408f088f6e22be63ad",
         "model.safetensors": "6cdd0f31935385ef10e78393a475d1cb8ff9b89ec6419d6c09d431b1acd86357",
@@ -287,7 +287,7 @@ register_pretrained(PretrainedEntry(
     repo_id="zoo-models/equiformer-md17-ethanol",
     revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
     sha256={
-        "README.md": "d1c05b5db502bf217d85fe692ab6ece22d738e3a0764b84683705f68f069aa2f",
+        "README.md": "8798a1f1636610da8b86320b94951f2b501d78db2987cded0c26298829dc5a50",
         "comparison.png": "6a1b507e616bb7d5fc55d66d712e74b02a81aa2c8087c061fe016746cdfa4c40",
         "config.json": "c981b99ea5e347804be0c6b6a531c4cc51468a3707c4a4d36ff7f3dc8266acf7",
         "model.safetensors": "50e125b9c5dd72fb8a645f1d2b405a577b330f19eac4944fc51c3e7d2023d840",
@@ -321,7 +321,7 @@ register_pretrained(PretrainedEntry(
     repo_id="zoo-models/equiformer-md17-ethanol.standard",
     revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
     sha256={
-        "README.md": "0bec7c3943f9aeb34cf24614075915dd9f202166f13d1648515450d4194f2df8",
+        "README.md": "206431da90735ba3a966edb1098ad78f814e887f96e297b8b5c94daaf0206aad",
         "comparison.png": "6a1b507e616bb7d5fc55d66d712e74b02a81aa2c8087c061fe016746cdfa4c40",
         "config.json": "d0f257ced29bafd6bf94d79d701007e6b4b5121147e2550aacca83123b58bd27",
         "model.safetensors": "50e125b9c5dd72fb8a645f1d2b405a577b330f19eac4944fc51c3e7d2023d840",

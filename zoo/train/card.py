@@ -46,6 +46,21 @@ _METHOD_NAMES = {
 }
 
 
+STANDARD_SENTENCE = (
+    "**standard training**: exactly SE(3)-equivariant throughout (no relaxation branches, "
+    "nothing to project)."
+)
+_RELAXED_SENTENCE = (
+    "**{name}** and then projected back to an exactly SE(3)-equivariant model."
+)
+
+
+def _training_sentence(method: str) -> str:
+    if method == "none":
+        return STANDARD_SENTENCE
+    return _RELAXED_SENTENCE.format(name=_METHOD_NAMES[method])
+
+
 def front_matter(recipe: dict[str, Any], test: dict[str, float]) -> dict[str, Any]:
     """Hugging Face model-card metadata with a ``model-index`` of the test results."""
     molecule = recipe["data"]["molecule"]
@@ -99,7 +114,7 @@ def render_card(
 
 Equiformer ({recipe['model']['preset']} preset, {n_params:,} parameters) predicting the energy (eV)
 and forces (eV/Å) of **{molecule}**, trained on revised MD17 with
-**{_METHOD_NAMES[method]}** and then projected back to an exactly SE(3)-equivariant model.
+{_training_sentence(method)}
 Load it with `zoo.load("{recipe['name']}")`.
 
 ## Intended use

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from zoo.train.card import STANDARD_SENTENCE
 from zoo.train.export import read_metrics
 
 COMPARISON_PLOT = "comparison.png"
@@ -107,6 +108,11 @@ def publish_family(plain_name: str, run_dirs: list[Path], output: Path) -> dict[
             shutil.rmtree(folder)
         shutil.copytree(run["export"], folder)
         card = (folder / "README.md").read_text()
+        if run["method"] == "none":  # cards exported before the wording was fixed
+            card = card.replace(
+                "**standard (equivariant throughout)** and then projected back to an exactly "
+                "SE(3)-equivariant model.", STANDARD_SENTENCE,
+            )
         card = card.replace(f"# {run['variant']}\n", f"# {name}\n", 1)
         card = card.replace(f'zoo.load("{run["variant"]}")', f'zoo.load("{name}")')
         if name == plain_name:
