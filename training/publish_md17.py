@@ -47,6 +47,35 @@ REGISTRY_BLOCK = """register_pretrained(PretrainedEntry(
 ))"""
 
 
+FINETUNE_RESULTS = ROOT / "benchmarks" / "results" / "finetune_ethanol.json"
+FINETUNE_PLOT = "finetune_ethanol.png"
+
+
+def finetune_section(results: dict) -> str:
+    """The aspirin -> ethanol fine-tuning comparison, from training/finetune_ethanol.py."""
+    rows = sorted(results["results"], key=lambda r: (r["n_train"], r["setting"]))
+    table = "\n".join(
+        f"| {r['n_train']} | {r['epochs']} | {r['setting']} | {r['energy_mae']:.2f} "
+        f"| {r['forces_mae']:.2f} |" for r in rows
+    )
+    return f"""## Fine-tuning from aspirin with relaxation re-enabled
+
+Starting from the published `equiformer-md17-aspirin` (`zoo.load(name, relaxed=True)` in spirit:
+fresh CR branches, MLP form, lambda 0.01, triangle schedule, projected at the end) vs fine-tuning
+equivariant throughout vs training from scratch, with the same epochs for every setting of a
+size, evaluated on the 1000 ethanol test frames.
+
+| ethanol frames | epochs | setting | test energy MAE (meV) | test force MAE (meV/Å) |
+|---|---|---|---|---|
+{table}
+
+![test force MAE against training frames]({FINETUNE_PLOT})
+
+Reproduce: `{results['command']}`.
+
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("molecule")
@@ -77,6 +106,16 @@ def main() -> None:
         card = card_path.read_text()
         marker = "## Training"
         card_path.write_text(card.replace(marker, section + marker, 1))
+
+    if args.molecule == "ethanol" and FINETUNE_RESULTS.exists():
+        import shutil
+
+        folder = args.output / plain
+        shutil.copy(FINETUNE_RESULTS.with_suffix(".png"), folder / FINETUNE_PLOT)
+        card_path = folder / "README.md"
+        card = card_path.read_text()
+        section = finetune_section(json.loads(FINETUNE_RESULTS.read_text()))
+        card_path.write_text(card.replace("## Training", section + "## Training", 1))
 
     print("\n# --- registry blocks for zoo/hub/pretrained.py ---")
     for name in dict.fromkeys([plain, *summary["variants"]]):
