@@ -230,3 +230,25 @@ def test_md17_parameter_count_near_the_paper() -> None:
     print(f"md17 preset: {count:,} parameters; paper ~{PAPER_PARAMS / 1e6:.1f}M; "
           f"reference code 3,496,001 ({count / 3_496_001 - 1:+.1%})")
     assert abs(count - PAPER_PARAMS) / PAPER_PARAMS <= 0.15, count
+
+
+def test_set_atomic_energies_shifts_energy_only_and_is_recorded() -> None:
+    """Refitting reference energies (fine-tuning on a new molecule) moves the energy by the
+    composition-weighted offsets, leaves forces untouched, and survives a config round trip."""
+    model = zoo.create_model("equiformer", "tiny", atomic_energies={1: -10.0, 6: -20.0})
+    model = model.double().eval()
+    inputs = model.example_inputs(torch.Generator().manual_seed(0), torch.float64)
+    before = model(inputs)
+    model.set_atomic_energies({1: -11.0, 6: -20.0, 8: -30.0})
+    after = model(inputs)
+    z = inputs.z
+    table = {1: (-11.0, -10.0), 6: (-20.0, -20.0), 8: (-30.0, 0.0)}
+    shift = torch.zeros_like(before["energy"])
+    for atom, graph in zip(z.tolist(), inputs.batch.tolist(), strict=True):
+        new, old = table.get(atom, (0.0, 0.0))
+        shift[graph] += new - old
+    torch.testing.assert_close(after["energy"] - before["energy"], shift)
+    torch.testing.assert_close(after["forces"], before["forces"], rtol=0, atol=0)
+    rebuilt = zoo.create_model(**model.config()).double().eval()
+    rebuilt.load_state_dict(model.state_dict())
+    torch.testing.assert_close(rebuilt(inputs)["energy"], after["energy"])

@@ -183,6 +183,22 @@ class Equiformer(ZooModel):
         # config.json): total energies of ~1e4 eV lose meV in float32.
         self._atomic_energies = references.to(torch.float64)
 
+    def set_atomic_energies(self, atomic_energies: dict[int, float]) -> None:
+        """Replace the per-element reference energies (eV), e.g. refitted on the data a
+        published model is fine-tuned on; recorded in ``model_args`` so exports carry them.
+
+        Only the constant per-element offset changes: forces are unaffected.
+        """
+        references = torch.zeros(self.max_atomic_number + 1, dtype=torch.float64)
+        for z, energy in atomic_energies.items():
+            if not 0 < int(z) <= self.max_atomic_number:
+                raise ValueError(f"atomic number {z} outside 1..{self.max_atomic_number}")
+            references[int(z)] = float(energy)
+        self._atomic_energies = references
+        self.model_args["atomic_energies"] = {
+            str(int(z)): float(e) for z, e in atomic_energies.items()
+        }
+
     # --- forward ---------------------------------------------------------------------------
     def node_features(self, z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor):
         """Final scalar node features ``[n_atoms, irreps_feature.dim]``."""

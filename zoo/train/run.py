@@ -54,6 +54,12 @@ def build_model(recipe: dict[str, Any], train_graphs: list, init_from: str | Non
         from zoo.hub.load import load
 
         model = load(init_from).train()
+        # New data, new reference energies: without a refit, the energy offset between
+        # molecules (keV) dominates the loss and, in relaxed fine-tuning, the branches learn
+        # it and take it away at projection.
+        if hasattr(model, "set_atomic_energies"):
+            fitted = fit_normalization(train_graphs, model.max_atomic_number)
+            model.set_atomic_energies(fitted["atomic_energies"])
     else:
         cfg = recipe["model"]
         probe = create_model(cfg["architecture"], cfg["preset"], **cfg["args"])
