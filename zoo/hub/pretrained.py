@@ -287,9 +287,10 @@ register_pretrained(PretrainedEntry(
     repo_id="zoo-models/equiformer-md17-ethanol",
     revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
     sha256={
-        "README.md": "8798a1f1636610da8b86320b94951f2b501d78db2987cded0c26298829dc5a50",
+        "README.md": "103c627819c758d07789dfb35440e434a2e5ee73866f3877405aace0a0259f7e",
         "comparison.png": "6a1b507e616bb7d5fc55d66d712e74b02a81aa2c8087c061fe016746cdfa4c40",
         "config.json": "c981b99ea5e347804be0c6b6a531c4cc51468a3707c4a4d36ff7f3dc8266acf7",
+        "finetune_ethanol.png": "fad182bcb71ac48c6b4c73cf9b48761840ec7c049fb388d2dc6a55b18d6e86f1",
         "model.safetensors": "50e125b9c5dd72fb8a645f1d2b405a577b330f19eac4944fc51c3e7d2023d840",
         "training_curves.png": "a50d9d490dc57a698f6c17288500d9e6cd6c467bf3496797a1effac8b181f683"
     },
