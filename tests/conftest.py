@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ase import Atoms
+
+from zoo.data import data_root, read_frames
+
+ASPIRIN = ("rmd17", "aspirin", "test.xyz")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -22,3 +27,15 @@ def single_thread():
             yield
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def aspirin() -> list[Atoms]:
+    """The first 8 real rMD17 aspirin test frames (skips where the shared data is missing)."""
+    path = data_root().joinpath(*ASPIRIN)
+    if not path.is_file():
+        pytest.skip(
+            f"real rMD17 aspirin frames not found at {path}; point $ZOO_DATA_DIR at the shared "
+            "data folder (the one holding rmd17/) to run this test"
+        )
+    return read_frames(path)[:8]

@@ -15,7 +15,7 @@ from torch_geometric.data import Batch, Data
 
 import zoo
 from zoo import create_model
-from zoo.data import data_root, frames_to_batch, read_frames
+from zoo.data import frames_to_batch
 from zoo.testing import equivariance_report
 
 ASPIRIN = ("rmd17", "aspirin", "train.xyz")
@@ -30,17 +30,6 @@ def _model(preset: str, dtype: torch.dtype = torch.float64, seed: int = 0, **ove
         torch.manual_seed(seed)
         model = create_model("equiformer", preset=preset, **overrides)
     return model.to(dtype).eval()
-
-
-@pytest.fixture(scope="module")
-def aspirin() -> list[Atoms]:
-    path = data_root().joinpath(*ASPIRIN)
-    if not path.is_file():
-        pytest.skip(
-            f"real rMD17 aspirin frames not found at {path}; point $ZOO_DATA_DIR at the shared "
-            "data folder (the one holding rmd17/) to run this test"
-        )
-    return read_frames(path)[:8]
 
 
 @pytest.fixture(scope="module")

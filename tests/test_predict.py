@@ -9,21 +9,15 @@ from ase import Atoms
 
 import zoo
 from zoo import create_model
-from zoo.data import InvalidFrameError, data_root, frames_to_batch, read_frames
+from zoo.data import InvalidFrameError, frames_to_batch
 from zoo.inference import predict
 
 ASPIRIN = ("rmd17", "aspirin", "test.xyz")
 
 
 @pytest.fixture(scope="module")
-def aspirin() -> list[Atoms]:
-    path = data_root().joinpath(*ASPIRIN)
-    if not path.is_file():
-        pytest.skip(
-            f"real rMD17 aspirin frames not found at {path}; point $ZOO_DATA_DIR at the shared "
-            "data folder (the one holding rmd17/) to run this test"
-        )
-    return read_frames(path)[:3]
+def aspirin(aspirin) -> list[Atoms]:
+    return aspirin[:3]
 
 
 @pytest.fixture(scope="module")
