@@ -18,7 +18,6 @@ from zoo import create_model
 from zoo.data import frames_to_batch
 from zoo.testing import equivariance_report
 
-ASPIRIN = ("rmd17", "aspirin", "train.xyz")
 # Equiformer paper (Liao & Smidt, ICLR 2023), MD17 L_max = 2: ~3.4-3.5M parameters. Counting the
 # layers of the reference code (atomicarchitects/equiformer, graph_attention_transformer_
 # nonlinear_exp_l2_md17 with 32 basis functions) gives 3,496,001.

@@ -12,7 +12,6 @@ from zoo import create_model
 from zoo.data import InvalidFrameError, frames_to_batch
 from zoo.inference import predict
 
-ASPIRIN = ("rmd17", "aspirin", "test.xyz")
 
 
 @pytest.fixture(scope="module")
