@@ -13,7 +13,6 @@ from zoo.data import InvalidFrameError, frames_to_batch
 from zoo.inference import predict
 
 
-
 @pytest.fixture(scope="module")
 def aspirin(aspirin) -> list[Atoms]:
     return aspirin[:3]
