@@ -23,7 +23,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +36,8 @@ from ase import Atoms
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+
+from _machine import machine  # noqa: E402 - benchmarks/ is on sys.path as a script
 
 from zoo import create_model, relax  # noqa: E402
 from zoo.data import data_root, frames_to_batch, read_frames  # noqa: E402
@@ -186,25 +187,6 @@ def reference_status() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def machine(threads: int) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "torch_threads": threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+
+from _machine import machine  # noqa: E402 - benchmarks/ is on sys.path as a script
 
 import zoo  # noqa: E402
 from zoo import relax  # noqa: E402
@@ -210,25 +211,6 @@ def bench_architecture(architecture: str, warmup: int, repeats: int) -> dict[str
 
 
 # --------------------------------------------------------------------------- report
-
-
-def machine(threads: int) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "torch_threads": threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import torch
 import zoo
 from zoo import relax
 from zoo._registry import get_architecture
-from zoo.testing import assert_equivariant, equivariance_error
+from zoo.testing import assert_equivariant, cast_inputs, equivariance_error
 
 # Architectures of the zoo itself (a test module may register toy ones in the same session).
 ARCHITECTURES = [
@@ -64,18 +64,6 @@ def task_loss(outputs: Any) -> torch.Tensor:
     if isinstance(outputs, torch.Tensor):
         return outputs.square().mean()
     return sum(v.square().mean() for v in outputs.values())
-
-
-def cast_inputs(inputs: Any, dtype: torch.dtype) -> Any:
-    """The input with its floating tensors cast (tensors, dicts and PyG batches)."""
-    def cast(t: Any) -> Any:
-        return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
-
-    if isinstance(inputs, torch.Tensor):
-        return cast(inputs)
-    if isinstance(inputs, dict):
-        return {k: cast(v) for k, v in inputs.items()}
-    return inputs.clone().apply(cast)
 
 
 def test_forward_outputs_are_finite(base, inputs) -> None:

@@ -90,7 +90,9 @@ def _as_dict(outputs: Any) -> dict[str, torch.Tensor]:
     return dict(outputs)
 
 
-def _cast_inputs(inputs: Any, dtype: torch.dtype) -> Any:
+def cast_inputs(inputs: Any, dtype: torch.dtype) -> Any:
+    """The input with its floating tensors cast (tensors, dicts and PyG batches)."""
+
     def cast(t: Any) -> Any:
         return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
 
@@ -121,7 +123,7 @@ def equivariance_report(
     if inputs is None:
         inputs = checked.example_inputs(generator, dtype)
     else:
-        inputs = _cast_inputs(inputs, dtype)
+        inputs = cast_inputs(inputs, dtype)
     raw = checked(inputs)
     report: dict[str, float] = {}
     for label, g in group_elements(checked, inputs, generator, dtype, n_rotations):
