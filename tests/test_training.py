@@ -26,7 +26,8 @@ from zoo.data import data_root
 from zoo.hub.checkpoint import sha256_file
 from zoo.relax.controllers import triangle_level
 from zoo.testing import equivariance_error
-from zoo.train.export import evaluate, read_metrics
+from zoo.train.export import read_metrics
+from zoo.train.molecules import evaluate_energy_forces as evaluate
 from zoo.train.recipe import DEFAULTS, load_recipe
 from zoo.train.run import load_data, train
 

@@ -31,10 +31,10 @@ SETTINGS = ("finetune-relaxed", "finetune", "scratch")
 
 
 def recipe(n_train: int, epochs: int, setting: str) -> dict:
-    from zoo.train.recipe import DEFAULTS, _merge
+    from zoo.train.recipe import _merge, recipe_defaults
 
     relaxed = setting == "finetune-relaxed"
-    return _merge(DEFAULTS, {
+    return _merge(recipe_defaults("rmd17"), {
         "name": f"equiformer-md17-ethanol.{setting}-{n_train}",
         "seed": 0,
         "data": {"molecule": "ethanol", "n_train": n_train, "n_val": 50, "split_seed": 0},

@@ -46,11 +46,35 @@ def _write_predictions(frames: list, result: dict[str, Any], output: Path) -> No
     write(output, frames, format="extxyz")
 
 
+def _predict_point_cloud(model, args: argparse.Namespace) -> int:
+    from zoo.point_clouds import predict_point_cloud, read_point_cloud
+
+    result = predict_point_cloud(model, read_point_cloud(args.frames),
+                                 batch_size=args.batch_size)
+    classes = model.zoo_info.get("config", {}).get("classes") or [
+        str(i) for i in range(result["probabilities"].shape[1])
+    ]
+    rows = []
+    for probabilities in result["probabilities"]:
+        order = probabilities.argsort()[::-1][: args.top]
+        rows.append([{"class": classes[i], "probability": round(float(probabilities[i]), 6)}
+                     for i in order])
+    text = json.dumps(rows[0] if len(rows) == 1 else rows, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        print(f"wrote class probabilities of {len(rows)} cloud(s) to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import zoo
     from zoo.data import read_frames
 
     model = zoo.load(args.name, device=args.device, dtype=args.dtype)
+    if Path(args.frames).suffix.lower() in (".npy", ".ply"):
+        return _predict_point_cloud(model, args)
     frames = read_frames(args.frames, labels="ignore")
     result = zoo.predict(model, frames, batch_size=args.batch_size)
     output = Path(args.output or Path(args.frames).with_suffix(".pred.xyz"))
@@ -77,12 +101,33 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["training.batch_size=32", ...]`` -> nested dict; values parsed as YAML scalars."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects SECTION.KEY=VALUE, got {pair!r}")
+        *sections, leaf = key.split(".")
+        node = overrides
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = yaml.safe_load(value)
+    return overrides
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from zoo.train.run import train
 
+    overrides = _parse_overrides(args.set or [])
+    if args.seed is not None:
+        overrides["seed"] = args.seed
     run = train(
         args.recipe, args.output, epochs=args.epochs, devices=args.devices,
         init_from=args.init_from, resume=args.resume, progress=not args.no_progress,
+        overrides=overrides,
     )
     print(f"run folder: {run}")
     return 0
@@ -113,10 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir")
     p.set_defaults(func=_cmd_download)
 
-    p = sub.add_parser("predict", help="energies and forces of the frames of an (ext)xyz file")
+    p = sub.add_parser("predict", help="energies and forces of the frames of an (ext)xyz file, "
+                       "or class probabilities of a point cloud (.npy, .ply)")
     p.add_argument("name", help="model name or folder")
-    p.add_argument("frames", help="input file readable by ase (xyz, extxyz, ...)")
-    p.add_argument("-o", "--output", help="output extended xyz (default FRAMES.pred.xyz)")
+    p.add_argument("frames", help="input file readable by ase (xyz, extxyz, ...), or a point "
+                   "cloud (.npy [n, 3] or [b, n, 3], .ply)")
+    p.add_argument("-o", "--output", help="output extended xyz (default FRAMES.pred.xyz); for "
+                   "point clouds a JSON file (default: print)")
+    p.add_argument("--top", type=int, default=5, help="point clouds: classes to list")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["float32", "float64"])
@@ -135,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, help="processes for DDP (torchrun-compatible)")
     p.add_argument("--init-from", help="fine-tune a published model, relaxation re-enabled")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override any recipe entry, e.g. --set training.batch_size=32")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 

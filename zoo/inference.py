@@ -73,7 +73,9 @@ def predict(
         ``pos`` and ``batch`` and returning ``{"energy": [n_graphs], "forces": [n_atoms, 3]}``.
     frames
         A list (or other sequence) of ``ase.Atoms``, or a single ``ase.Atoms``. Only atomic
-        numbers and positions are used; labels stored on the frames are ignored.
+        numbers and positions are used; labels stored on the frames are ignored. An array or
+        tensor of coordinates (``[n, 3]`` or ``[b, n, 3]``) is a point cloud instead, and goes
+        to :func:`zoo.point_clouds.predict_point_cloud` (class probabilities).
     batch_size
         Number of frames per forward pass (a positive integer). Results do not depend on it
         beyond floating-point rounding.
@@ -104,6 +106,11 @@ def predict(
     >>> out["energy"].shape, out["forces"][0].shape        # doctest: +SKIP
     ((100,), (21, 3))
     """
+    if isinstance(frames, (np.ndarray, torch.Tensor)):
+        # Coordinates rather than molecules: a point-cloud classifier.
+        from zoo.point_clouds import predict_point_cloud
+
+        return predict_point_cloud(model, frames, batch_size=batch_size)
     frame_list = _as_frame_list(frames)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -169,3 +169,104 @@ The model has no reflection symmetry by construction (SE(3) irreps, as Equiforme
 """
     meta = yaml.safe_dump(front_matter(recipe, test), sort_keys=False, allow_unicode=True)
     return f"---\n{meta}---\n{body}"
+
+
+def training_section(recipe: dict[str, Any], info: dict[str, Any],
+                     levels: dict[str, float]) -> str:
+    """The card's training section (shared by every dataset)."""
+    method = recipe["relaxation"]["method"]
+    level_text = (
+        ", ".join(f"layer {k.split('/')[1]}: {v:.3g}"
+                  for k, v in sorted(levels.items(), key=lambda kv: int(kv[0].split("/")[1])))
+        if levels else "no relaxation"
+    )
+    r, o, s, t = (recipe["relaxation"], recipe["optimizer"], recipe["schedule"],
+                  recipe["training"])
+    relax_text = (
+        f"{_METHOD_NAMES[method]}, {r['form']} branches, lambda_reg {r['lambda_reg']}, "
+        f"controller {r['controller'] or 'defaults'}" if method != "none" else "none"
+    )
+    selected = (
+        f"- Published weights: epoch {info['selected_epoch']} (0-based), the best validation "
+        "metric of the projected model." if "selected_epoch" in info else ""
+    )
+    return f"""## Training
+
+![training curves and relaxation levels](training_curves.png)
+
+{selected}
+- Relaxation: {relax_text}; levels at the end of training (before projection): {level_text}.
+  Validation metrics are measured on the projected model every epoch.
+- Loss: {recipe['loss']}; optimiser {o['name']} lr {o['lr']}, weight decay {o['weight_decay']};
+  schedule {s['name']} ({s.get('warmup_epochs', 0)} warm-up epochs); batch {t['batch_size']};
+  {info['epochs']} epochs; random rotation per sample and epoch: {t['augment_rotations']}.
+- Seed {info['seed']}; wall time {info['wall_time_s'] / 60:.1f} min; hardware: {info['hardware']}.
+- Command: `{info['command']}`
+- Fine-tuned from: {info.get('init_from') or 'trained from scratch'}.
+"""
+
+
+def generic_card(
+    *,
+    recipe: dict[str, Any],
+    front: dict[str, Any],
+    summary: str,
+    intended_use: str,
+    data: str,
+    results: str,
+    equivariance: str,
+    info: dict[str, Any],
+    levels: dict[str, float],
+    citations: str,
+) -> str:
+    """A model card from its dataset-specific sections (front matter first)."""
+    body = f"""
+# {recipe['name']}
+
+{summary.strip()}
+Load it with `zoo.load("{recipe['name']}")`.
+
+## Intended use
+
+{intended_use.strip()}
+
+## Data
+
+{data.strip()}
+
+## Results (test split, held out)
+
+{results.strip()}
+
+## Equivariance after projection
+
+{equivariance.strip()}
+
+{training_section(recipe, info, levels)}
+## Citation
+
+{citations.strip()}
+"""
+    meta = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
+    return f"---\n{meta}---\n{body}"
+
+
+def model_index(recipe: dict[str, Any], task: tuple[str, str], dataset: tuple[str, str],
+                metrics: list[tuple[str, str, float]], tags: list[str]) -> dict[str, Any]:
+    """Hugging Face front matter with a ``model-index`` of the test results."""
+    return {
+        "library_name": "zoo",
+        "license": recipe["export"]["license"],
+        "tags": ["equivariant", *tags, "relaxed-equivariance",
+                 f"relaxation-{recipe['relaxation']['method']}"],
+        "datasets": [dataset[0]],
+        "metrics": sorted({m[0] for m in metrics}),
+        "model-index": [{
+            "name": recipe["name"],
+            "results": [{
+                "task": {"type": task[0], "name": task[1]},
+                "dataset": {"type": dataset[0], "name": dataset[1]},
+                "metrics": [{"type": t, "name": n, "value": v} for t, n, v in metrics],
+            }],
+        }],
+    }

@@ -1,25 +1,39 @@
-"""Publish a family of runs that differ only in their training method (standard, CR, ...).
+"""Publish a family of runs that differ only in their training method (standard, CR, ACE, RECM).
 
-Each run's export becomes a named variant (``<plain>.<method>``) in ``model_cards/``, every card
-gets the side-by-side comparison (test metrics, equivariance, validation curves of the projected
-models), and the best variant by test force MAE is also published under the plain name.
+Runs of the same recipe name (one per seed) form one method. For each method, the seed with the
+best validation metric of the projected model becomes the named variant (``<plain>.<method>``)
+in ``model_cards/``; every card gets the side-by-side comparison (test metric mean and standard
+deviation over seeds, before and after projection, final relaxation levels, validation curves),
+and the best method is also published under the plain name.
 
-    python -m zoo.train.compare equiformer-md17-aspirin runs/equiformer-md17-aspirin.standard \
-        runs/equiformer-md17-aspirin.cr --output model_cards
+    python -m zoo.train.compare egnn-nbody runs/egnn-nbody.*/seed* --output model_cards \
+        --results benchmarks/results/egnn-nbody.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
+import statistics
 from pathlib import Path
 from typing import Any
 
 from zoo.train.card import STANDARD_SENTENCE
 from zoo.train.export import read_metrics
+from zoo.train.family import TrainingFamily, get_family
 
 COMPARISON_PLOT = "comparison.png"
+
+# Column headers of the metrics each dataset's comparison shows (key, header, format).
+_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    "rmd17": [("energy_mae", "test energy MAE (meV)", ".2f"),
+              ("forces_mae", "test force MAE (meV/Å)", ".2f")],
+    "nbody": [("mse", "test MSE", ".5f")],
+    "modelnet40": [("accuracy", "test accuracy", ".4f"),
+                   ("balanced_accuracy", "test class-mean accuracy", ".4f")],
+}
 
 
 def _load_run(run: Path) -> dict[str, Any]:
@@ -31,63 +45,169 @@ def _load_run(run: Path) -> dict[str, Any]:
         "config": config,
         "method": config["relaxation"]["method"],
         "variant": config["name"],
+        "seed": config["training"].get("seed", 0),
         "curves": read_metrics(run / "logs" / "metrics.csv"),
     }
 
 
-def plot_comparison(runs: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Validation force MAE of the projected models, and the relaxation levels, per epoch."""
-    import matplotlib
+def _final(run: dict[str, Any], key: str) -> float:
+    curve = run["curves"].get(key) or []
+    return curve[-1][1] if curve else math.nan
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(runs: list[dict[str, Any]], family: TrainingFamily) -> list[dict[str, Any]]:
+    """One entry per variant (method): its seeds, metric statistics and representative run."""
+    variants: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        curve = run["curves"].get("val/forces_mae_mev", [])
-        if curve:
-            axes[0].plot(*zip(*curve, strict=True), label=run["variant"])
-        for key in sorted(k for k in run["curves"] if k.startswith("level/")):
-            axes[1].plot(*zip(*run["curves"][key], strict=True),
-                         label=f"{run['method']} layer {key.split('/')[1]}")
-    axes[0].set(xlabel="epoch", ylabel="meV/Å", yscale="log",
-                title="validation force MAE (projected model)")
-    axes[0].legend(fontsize="small")
-    axes[1].set(xlabel="epoch", ylabel="level s", title="relaxation level per layer")
-    if axes[1].lines:
-        axes[1].legend(fontsize="small")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        variants.setdefault(run["variant"], []).append(run)
+    out = []
+    for variant, seeds in variants.items():
+        if family.select_on == "test":
+            score = [r["config"]["metrics"][family.primary_metric] for r in seeds]
+        else:
+            score = [_final(r, family.validation_curve) for r in seeds]
+        best = family.best_of(score)
+        representative = seeds[[i for i, s in enumerate(score) if s == best or math.isnan(best)][0]]
+        stats: dict[str, Any] = {}
+        for key in {k for r in seeds for k in r["config"]["metrics"]}:
+            stats[key] = _mean_std([r["config"]["metrics"].get(key, math.nan) for r in seeds])
+            stats[f"{key}_before_projection"] = _mean_std([
+                (r["config"].get("metrics_before_projection") or {}).get(key, math.nan)
+                for r in seeds
+            ])
+        levels: dict[str, tuple[float, float]] = {}
+        for key in sorted({k for r in seeds for k in r["curves"] if k.startswith("level/")},
+                          key=lambda k: int(k.split("/")[1])):
+            levels[key.split("/")[1]] = _mean_std([_final(r, key) for r in seeds])
+        out.append({
+            "variant": variant,
+            "method": seeds[0]["method"],
+            "seeds": sorted(r["seed"] for r in seeds),
+            "runs": seeds,
+            "representative": representative,
+            "selection_score": _mean_std(score)[0],
+            "stats": stats,
+            "levels": levels,
+            "validation": _mean_std([_final(r, family.validation_curve) for r in seeds]),
+            "wall_time_min": statistics.fmean(
+                r["config"]["training"]["wall_time_s"] / 60 for r in seeds
+            ),
+            "equivariance_float64": max(
+                r["config"]["equivariance_error"]["float64"] for r in seeds
+            ),
+        })
+    return out
 
 
-def comparison_section(runs: list[dict[str, Any]], best: str) -> str:
-    """Markdown: the same preset, data, seed and budget trained with each method."""
+def _fmt(stat: tuple[float, float], fmt: str, n: int) -> str:
+    mean, std = stat
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:{fmt}}" if n == 1 else f"{mean:{fmt}} ± {std:{fmt}}"
+
+
+def comparison_table(variants: list[dict[str, Any]], dataset: str, best: str) -> str:
+    """The markdown table of the comparison (one row per variant)."""
+    columns = _COLUMNS[dataset]
+    multi_seed = any(len(v["seeds"]) > 1 for v in variants)
+    relaxed_any = any(v["method"] != "none" for v in variants) and dataset != "rmd17"
+    header = "| variant | training |" + (" seeds |" if multi_seed else "")
+    for _, label, _ in columns:
+        header += f" {label} |"
+    if relaxed_any:
+        header += f" {columns[0][1]} before projection |"
+    header += " final levels |" if multi_seed else ""
+    header += " equivariance error (float64) | wall time (min) |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for v in variants:
+        n = len(v["seeds"])
+        mark = " (published as the plain name)" if v["variant"] == best else ""
+        row = f"| `{v['variant']}`{mark} | {v['method']} |"
+        if multi_seed:
+            row += f" {n} |"
+        for key, _, fmt in columns:
+            row += f" {_fmt(v['stats'].get(key, (math.nan, math.nan)), fmt, n)} |"
+        if relaxed_any:
+            key, _, fmt = columns[0]
+            before = v["stats"].get(f"{key}_before_projection", (math.nan, math.nan))
+            row += f" {_fmt(before, fmt, n) if v['method'] != 'none' else '–'} |"
+        if multi_seed:
+            levels = ", ".join(f"{m:.2g}" for m, _ in v["levels"].values()) or "–"
+            row += f" {levels} |"
+        row += f" {v['equivariance_float64']:.1e} | {v['wall_time_min']:.0f} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def comparison_section(variants: list[dict[str, Any]], dataset: str, best: str,
+                       command: str | None = None) -> str:
+    """Markdown: the same preset, data, schedule and budget trained with each method."""
+    multi_seed = any(len(v["seeds"]) > 1 for v in variants)
+    seeds_text = "seeds" if multi_seed else "seed"
     lines = [
-        "## Standard vs relaxed training (same preset, data split, seed, schedule and epochs)",
+        f"## Standard vs relaxed training (same preset, data split, {seeds_text}, schedule and "
+        "epochs)",
         "",
-        "| variant | training | test energy MAE (meV) | test force MAE (meV/Å) "
-        "| equivariance error (float64) | wall time (min) |",
-        "|---|---|---|---|---|---|",
+        comparison_table(variants, dataset, best),
+        "",
     ]
-    for run in runs:
-        c = run["config"]
-        mark = " (published as the plain name)" if run["variant"] == best else ""
-        lines.append(
-            f"| `{run['variant']}`{mark} | {run['method']} | {c['metrics']['energy_mae']:.2f} "
-            f"| {c['metrics']['forces_mae']:.2f} | {c['equivariance_error']['float64']:.1e} "
-            f"| {c['training']['wall_time_s'] / 60:.0f} |"
-        )
+    if multi_seed:
+        lines += [
+            "Mean ± standard deviation over the seeds; each variant's published weights are its "
+            "seed with the best validation metric. Final levels: each relaxed layer's level at the "
+            "end of training (mean over seeds), before projection.",
+            "",
+        ]
     lines += [
-        "",
         f"![validation curves of every variant]({COMPARISON_PLOT})",
         "",
         "Every variant is exactly equivariant after projection; relaxed training only changes the "
         "path the optimiser takes. Whether it helps at this budget is what the table shows.",
         "",
     ]
+    if command:
+        lines += [f"Reproduce: `{command}`", ""]
     return "\n".join(lines)
+
+
+def plot_comparison(variants: list[dict[str, Any]], family: TrainingFamily, path: Path,
+                    title: str) -> None:
+    """Validation metric of the projected models, and the relaxation levels, per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for v in variants:
+        for i, run in enumerate(v["runs"]):
+            curve = run["curves"].get(family.validation_curve, [])
+            if curve:
+                axes[0].plot(*zip(*curve, strict=True), color=f"C{variants.index(v)}",
+                             alpha=1.0 if run is v["representative"] else 0.35,
+                             label=v["variant"] if i == 0 else None)
+        run = v["representative"]
+        for key in sorted(k for k in run["curves"] if k.startswith("level/")):
+            axes[1].plot(*zip(*run["curves"][key], strict=True),
+                         label=f"{v['method']} layer {key.split('/')[1]}")
+    axes[0].set(xlabel="epoch", ylabel=family.validation_curve,
+                yscale="linear" if family.higher_is_better else "log",
+                title="validation (projected model); faint: other seeds")
+    axes[0].legend(fontsize="small")
+    axes[1].set(xlabel="epoch", ylabel="level s", title="relaxation level per layer")
+    if axes[1].lines:
+        axes[1].legend(fontsize="x-small", ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _insert_section(card: str, section: str) -> str:
@@ -95,14 +215,27 @@ def _insert_section(card: str, section: str) -> str:
     return card.replace(marker, section + "\n" + marker, 1) if marker in card else card + section
 
 
-def publish_family(plain_name: str, run_dirs: list[Path], output: Path) -> dict[str, Any]:
+def publish_family(plain_name: str, run_dirs: list[Path], output: Path,
+                   command: str | None = None) -> dict[str, Any]:
     """Write every variant and the best one (plain name) into ``output``; returns a summary."""
     runs = [_load_run(Path(r)) for r in run_dirs]
-    best = min(runs, key=lambda r: r["config"]["metrics"]["forces_mae"])
-    section = comparison_section(runs, best["variant"])
-    summary = {"best": best["variant"], "variants": {}}
-    targets = [(run, run["variant"]) for run in runs] + [(best, plain_name)]
-    for run, name in targets:
+    datasets = {r["config"]["data"].get("dataset", "rmd17") for r in runs}
+    if len(datasets) != 1:
+        raise ValueError(f"runs of one family must share their dataset, got {sorted(datasets)}")
+    dataset = datasets.pop()
+    family = get_family(dataset)
+    variants = summarize(runs, family)
+    best = variants[0]
+    for v in variants[1:]:
+        if family.better(v["selection_score"], best["selection_score"]):
+            best = v
+    section = comparison_section(variants, dataset, best["variant"], command)
+    summary: dict[str, Any] = {"best": best["variant"], "dataset": dataset,
+                               "selected_on": family.select_on, "variants": {},
+                               "table": comparison_table(variants, dataset, best["variant"])}
+    targets = [(v, v["variant"]) for v in variants] + [(best, plain_name)]
+    for v, name in targets:
+        run = v["representative"]
         folder = output / name
         if folder.exists():
             shutil.rmtree(folder)
@@ -116,17 +249,30 @@ def publish_family(plain_name: str, run_dirs: list[Path], output: Path) -> dict[
         card = card.replace(f"# {run['variant']}\n", f"# {name}\n", 1)
         card = card.replace(f'zoo.load("{run["variant"]}")', f'zoo.load("{name}")')
         if name == plain_name:
+            criterion = (f"test {family.primary_metric}" if family.select_on == "test"
+                         else f"validation {family.validation_curve} (mean over seeds)")
             card = card.replace(
                 f"# {name}\n",
-                f"# {name}\n\nThe best of the variants below by test force MAE: "
-                f"`{run['variant']}`.\n", 1,
+                f"# {name}\n\nThe best of the variants below by {criterion}: "
+                f"`{run['variant']}` (seed {run['seed']}).\n", 1,
             )
         (folder / "README.md").write_text(_insert_section(card, section))
         config = json.loads((folder / "config.json").read_text())
         config["name"] = name
         (folder / "config.json").write_text(json.dumps(config, sort_keys=True, indent=2) + "\n")
-        plot_comparison(runs, folder / COMPARISON_PLOT, plain_name)
-        summary["variants"][name] = run["config"]["metrics"]
+        plot_comparison(variants, family, folder / COMPARISON_PLOT, plain_name)
+    for v in variants:
+        summary["variants"][v["variant"]] = {
+            "method": v["method"],
+            "seeds": v["seeds"],
+            "published_seed": v["representative"]["seed"],
+            "published_metrics": v["representative"]["config"]["metrics"],
+            "mean_std": {k: list(s) for k, s in sorted(v["stats"].items())},
+            "final_levels_mean_std": {k: list(s) for k, s in v["levels"].items()},
+            "validation_mean_std": list(v["validation"]),
+            "wall_time_min_mean": round(v["wall_time_min"], 2),
+            "equivariance_error_float64_max": v["equivariance_float64"],
+        }
     return summary
 
 
@@ -135,8 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("plain_name")
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--output", type=Path, default=Path("model_cards"))
+    parser.add_argument("--results", type=Path, default=None,
+                        help="also write the summary (JSON) and table (.md) here")
+    parser.add_argument("--command", default=None, help="the reproducing command, for the card")
     args = parser.parse_args(argv)
-    print(json.dumps(publish_family(args.plain_name, args.runs, args.output), indent=2))
+    summary = publish_family(args.plain_name, args.runs, args.output, args.command)
+    text = json.dumps(summary, indent=2)
+    if args.results is not None:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(text + "\n")
+        args.results.with_suffix(".md").write_text(summary["table"] + "\n")
+    print(text)
     return 0
 
 

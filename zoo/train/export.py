@@ -7,41 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch_geometric.data import Batch, Data
-from torch_geometric.loader import DataLoader
-
 from zoo import relax
-from zoo.testing import equivariance_report
-from zoo.train.card import render_card
-
-EV_TO_MEV = 1000.0
-
-
-def evaluate(model, graphs: list, batch_size: int = 32) -> dict[str, float]:
-    """Energy MAE (meV) and force MAE (meV/Å, per component) of ``model`` on ``graphs``."""
-    energy_abs, forces_abs, n_frames, n_components = 0.0, 0.0, 0, 0
-    for batch in DataLoader(graphs, batch_size=batch_size, shuffle=False):
-        out = model(batch)
-        energy_abs += float((out["energy"].detach() - batch.energy).abs().sum())
-        forces_abs += float((out["forces"].detach() - batch.forces).abs().sum())
-        n_frames += int(batch.num_graphs)
-        n_components += batch.forces.numel()
-    return {
-        "energy_mae": round(energy_abs / n_frames * EV_TO_MEV, 4),
-        "forces_mae": round(forces_abs / n_components * EV_TO_MEV, 4),
-        "n_frames": n_frames,
-    }
-
-
-def equivariance_errors(model, graphs: list) -> dict[str, float]:
-    """Largest relative errors of the model on real frames, in float32 and float64."""
-    inputs = Batch.from_data_list([Data(z=g.z, pos=g.pos) for g in graphs[:3]])
-    out = {}
-    for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
-        report = equivariance_report(model, inputs=inputs, dtype=dtype)
-        out[name] = float(f"{max(report.values()):.3g}")
-    return out
+from zoo.train.family import get_family
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -75,12 +42,9 @@ def plot_training(metrics: dict[str, list[tuple[int, float]]], path: Path, title
             axes[0].plot(*zip(*metrics[key], strict=True), label=key)
     axes[0].set(xlabel="epoch", ylabel="loss", yscale="log", title="training loss")
     axes[0].legend()
-    for key, label in (("val/forces_mae_mev", "val forces MAE (meV/Å)"),
-                       ("val/energy_mae_mev", "val energy MAE (meV)"),
-                       ("train/forces_mae_mev", "train forces MAE (meV/Å)")):
-        if key in metrics:
-            axes[1].plot(*zip(*metrics[key], strict=True), label=label)
-    axes[1].set(xlabel="epoch", yscale="log", title="MAE (validation: projected model)")
+    for key in sorted(k for k in metrics if k.startswith("val/")):
+        axes[1].plot(*zip(*metrics[key], strict=True), label=key)
+    axes[1].set(xlabel="epoch", yscale="log", title="validation metrics (projected model)")
     axes[1].legend()
     if levels:
         for key in levels:
@@ -94,20 +58,45 @@ def plot_training(metrics: dict[str, list[tuple[int, float]]], path: Path, title
 
 
 def export_run(
-    model, recipe: dict[str, Any], run: Path, test_graphs: list, training_info: dict[str, Any]
+    model,
+    recipe: dict[str, Any],
+    run: Path,
+    test_data: Any,
+    training_info: dict[str, Any],
+    relaxed_test: dict[str, Any] | None = None,
 ) -> Path:
-    """Verify, evaluate and write ``<run>/export`` (config.json, model.safetensors, README.md)."""
+    """Verify, evaluate and write ``<run>/export`` (config.json, model.safetensors, README.md).
+
+    Parameters
+    ----------
+    model
+        The projected model.
+    recipe
+        The merged recipe of the run.
+    run
+        The run folder (its ``logs/metrics.csv`` gives the curves and final levels).
+    test_data
+        The held-out test split, in the form the recipe's training family evaluates.
+    training_info
+        Command, wall time, hardware and the like, for the card.
+    relaxed_test
+        Test metrics of the model *before* projection (relaxed runs), reported beside the
+        projected ones.
+    """
     from zoo.hub.checkpoint import save_pretrained
 
     if relax.branches(model):
         raise ValueError("export needs the projected model: call zoo.relax.project first")
+    family = get_family(recipe["data"]["dataset"])
     folder = run / "export"
     folder.mkdir(parents=True, exist_ok=True)
-    test_metrics = evaluate(model, test_graphs, int(recipe["training"]["eval_batch_size"]))
-    equivariance = equivariance_errors(model, test_graphs)
+    test_metrics = family.evaluate(model, test_data, int(recipe["training"]["eval_batch_size"]))
+    equivariance = family.equivariance_errors(model, test_data)
     metrics = read_metrics(run / "logs" / "metrics.csv")
     plot_training(metrics, folder / "training_curves.png", recipe["name"])
+    family.write_figures(model, test_data, folder, recipe)
     final_levels = {k: v[-1][1] for k, v in metrics.items() if k.startswith("level/")}
+    final_validation = {k: v[-1][1] for k, v in metrics.items() if k.startswith("val/")}
     r = recipe["relaxation"]
     relaxation = {"method": r["method"]}
     if r["method"] != "none":
@@ -122,18 +111,19 @@ def export_run(
         "epochs": epochs_done,
         "recipe": recipe,
     }
-    card = render_card(recipe, test_metrics, equivariance, info, metrics, model)
-    save_pretrained(
-        model, folder, card=card, relaxation=relaxation,
-        extra={
-            "name": recipe["name"],
-            "units": {"energy": "eV", "forces": "eV/Å", "positions": "Å"},
-            "dataset": f"rMD17 {recipe['data']['molecule']}",
-            "data": {k: v for k, v in recipe["data"].items() if k != "root"},
-            "metrics": {k: test_metrics[k] for k in ("energy_mae", "forces_mae")},
-            "test_frames": test_metrics["n_frames"],
-            "equivariance_error": equivariance,
-            "training": {k: v for k, v in info.items() if k != "recipe"},
-        },
-    )
+    results = {"test": test_metrics, "equivariance": equivariance, "relaxed_test": relaxed_test,
+               "final_levels": final_levels, "validation": final_validation}
+    card = family.render_card(recipe, results, info, metrics, model)
+    extra = {
+        "name": recipe["name"],
+        **family.config_extra(recipe, results),
+        "data": {k: v for k, v in recipe["data"].items() if k != "root"},
+        "equivariance_error": equivariance,
+        "training": {k: v for k, v in info.items() if k != "recipe"},
+    }
+    if final_validation:
+        extra["validation"] = final_validation
+    if relaxed_test is not None:
+        extra["metrics_before_projection"] = relaxed_test
+    save_pretrained(model, folder, card=card, relaxation=relaxation, extra=extra)
     return folder

@@ -2,7 +2,8 @@
 
 A recipe names the data and split, the architecture and preset, the relaxation (method and
 hyperparameters from METHODS.md), loss weights, optimiser and schedule, epochs, seed and the
-registry entry it produces. Missing keys take the defaults below (the Equiformer MD17 protocol).
+registry entry it produces. Missing keys take the shared defaults below, completed by the
+dataset's training family (e.g. the Equiformer MD17 protocol for ``rmd17``).
 """
 
 from __future__ import annotations
@@ -16,18 +17,12 @@ import yaml
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "training" / "recipes"
 
+# Sections shared by every dataset. ``data`` and ``loss`` are filled by the dataset's training
+# family (:mod:`zoo.train.family`), which may also override any other default.
 DEFAULTS: dict[str, Any] = {
     "name": None,
     "seed": 0,
-    "data": {
-        "dataset": "rmd17",
-        "molecule": "aspirin",
-        "n_train": 950,
-        "n_val": 50,
-        "split_seed": 0,
-        "max_test_frames": None,
-        "root": None,
-    },
+    "data": {"dataset": "rmd17"},
     "model": {"architecture": "equiformer", "preset": "small", "args": {}},
     "relaxation": {
         "method": "none",  # none | cr | ace | recm
@@ -36,9 +31,10 @@ DEFAULTS: dict[str, Any] = {
         "lambda_reg": 0.01,
         "controller": {},
     },
-    "loss": {"kind": "l1", "energy_weight": 1.0, "forces_weight": 80.0},
-    "optimizer": {"name": "adamw", "lr": 5.0e-4, "weight_decay": 1.0e-6},
-    "schedule": {"name": "cosine", "warmup_epochs": 10, "min_lr_ratio": 0.01},
+    "loss": {},
+    "optimizer": {"name": "adamw", "lr": 5.0e-4, "weight_decay": 1.0e-6, "momentum": 0.9},
+    "schedule": {"name": "cosine", "warmup_epochs": 10, "min_lr_ratio": 0.01, "step_size": 20,
+                 "gamma": 0.7},
     "training": {
         "epochs": 100,
         "batch_size": 8,
@@ -46,9 +42,21 @@ DEFAULTS: dict[str, Any] = {
         "augment_rotations": True,
         "devices": 1,
         "dtype": "float32",
+        # "last": export the weights of the last epoch; "best": of the epoch with the best
+        # validation metric of the projected model (the N-body papers' protocol).
+        "keep": "last",
     },
     "export": {"license": "mit", "variant_of": None},
 }
+
+
+def recipe_defaults(dataset: str) -> dict[str, Any]:
+    """The full defaults of a recipe on ``dataset``: shared sections plus the family's."""
+    from zoo.train.family import get_family
+
+    family = get_family(dataset)
+    return _merge(_merge(DEFAULTS, family.defaults), {"data": {"dataset": dataset}})
+
 
 _METHODS = ("none", "cr", "ace", "recm")
 
@@ -65,10 +73,11 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check a merged recipe; raise ``ValueError`` naming the bad key."""
-    unknown = set(recipe) - set(DEFAULTS)
+    defaults_all = recipe_defaults(recipe.get("data", {}).get("dataset", "rmd17"))
+    unknown = set(recipe) - set(defaults_all)
     if unknown:
-        raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    for section, defaults in DEFAULTS.items():
+        raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(defaults_all)}")
+    for section, defaults in defaults_all.items():
         if not isinstance(defaults, dict) or section not in recipe:
             continue
         if not isinstance(recipe[section], dict):
@@ -83,10 +92,11 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     method = recipe["relaxation"]["method"]
     if method not in _METHODS:
         raise ValueError(f"relaxation.method must be one of {_METHODS}, got {method!r}")
+    if recipe["training"]["keep"] not in ("last", "best"):
+        keep = recipe["training"]["keep"]
+        raise ValueError(f"training.keep must be 'last' or 'best', got {keep!r}")
     if int(recipe["training"]["epochs"]) < 1:
         raise ValueError("training.epochs must be at least 1")
-    if recipe["data"]["dataset"] != "rmd17":
-        raise ValueError(f"data.dataset {recipe['data']['dataset']!r} is not supported yet")
     return recipe
 
 
@@ -114,7 +124,10 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     path = resolve_recipe_path(name_or_path)
     with open(path) as f:
         raw = yaml.safe_load(f) or {}
-    recipe = _merge(DEFAULTS, raw)
+    dataset = ((overrides or {}).get("data") or {}).get("dataset") or (
+        (raw.get("data") or {}).get("dataset", "rmd17")
+    )
+    recipe = _merge(recipe_defaults(dataset), raw)
     if overrides:
         recipe = _merge(recipe, overrides)
     if not recipe["name"]:

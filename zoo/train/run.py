@@ -23,50 +23,24 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from zoo import relax
-from zoo._registry import create_model
+from zoo.train.family import get_family
 from zoo.train.recipe import load_recipe
-from zoo.train.task import EnergyForceTask, RelaxationCallback
+from zoo.train.task import RelaxationCallback
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def load_data(recipe: dict[str, Any], dtype: torch.dtype):
-    """Train / validation / test graphs of the recipe's split."""
-    from zoo.data import load_rmd17
-    from zoo.train.molecules import rows_to_data
-
-    d = recipe["data"]
-    common = dict(root=d["root"], seed=d["split_seed"], n_train=d["n_train"], n_val=d["n_val"])
-    train = rows_to_data(load_rmd17(d["molecule"], "train", **common), dtype)
-    val = rows_to_data(load_rmd17(d["molecule"], "val", **common), dtype)
-    test = rows_to_data(
-        load_rmd17(d["molecule"], "test", max_frames=d["max_test_frames"], **common), dtype
-    )
-    return train, val, test
+    """Train / validation / test data of the recipe's split (from its dataset's family)."""
+    return get_family(recipe["data"]["dataset"]).load_data(recipe, dtype)
 
 
-def build_model(recipe: dict[str, Any], train_graphs: list, init_from: str | None):
-    """The (relaxed) model of a recipe: fresh with a fitted normalisation, or a published one."""
-    from zoo.train.molecules import fit_normalization
-
+def build_model(recipe: dict[str, Any], train_data: Any, init_from: str | None):
+    """The (relaxed) model of a recipe: fresh (fitted to the training data where the family
+    needs it) or a published one, cast to the recipe's dtype, in training mode."""
+    model = get_family(recipe["data"]["dataset"]).build_model(recipe, train_data, init_from)
+    model = model.train().to(_DTYPES[recipe["training"]["dtype"]])
     method = recipe["relaxation"]["method"]
-    if init_from is not None:
-        from zoo.hub.load import load
-
-        model = load(init_from).train()
-        # New data, new reference energies: without a refit, the energy offset between
-        # molecules (keV) dominates the loss and, in relaxed fine-tuning, the branches learn
-        # it and take it away at projection.
-        if hasattr(model, "set_atomic_energies"):
-            fitted = fit_normalization(train_graphs, model.max_atomic_number)
-            model.set_atomic_energies(fitted["atomic_energies"])
-    else:
-        cfg = recipe["model"]
-        probe = create_model(cfg["architecture"], cfg["preset"], **cfg["args"])
-        normalization = fit_normalization(train_graphs, probe.max_atomic_number)
-        model = create_model(cfg["architecture"], cfg["preset"], **{**normalization,
-                                                                     **cfg["args"]})
-    model = model.to(_DTYPES[recipe["training"]["dtype"]])
     if method != "none":
         r = recipe["relaxation"]
         relax.relax(model, method, form=r["form"], hidden_factor=r["hidden_factor"])
@@ -133,7 +107,10 @@ def train(
         )
     if resume and not checkpoint.exists():
         raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
-    command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv else ""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("zoo", "cli.py"):
+        argv[0] = "zoo"  # the console script, however it was started
+    command = " ".join(shlex.quote(a) for a in argv)
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
 
     # A private RNG stream: the run is reproducible from its seed and the caller's global
@@ -141,9 +118,10 @@ def train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(recipe["seed"]))
         dtype = _DTYPES[recipe["training"]["dtype"]]
-        train_graphs, val_graphs, test_graphs = load_data(recipe, dtype)
-        model = build_model(recipe, train_graphs, init_from)
-        task = EnergyForceTask(model, recipe, train_graphs, val_graphs)
+        family = get_family(recipe["data"]["dataset"])
+        train_data, val_data, test_data = load_data(recipe, dtype)
+        model = build_model(recipe, train_data, init_from)
+        task = family.make_task(model, recipe, train_data, val_data)
         callbacks: list[L.Callback] = [
             # `last.ckpt` rewritten at every epoch end. (Lightning 2.6 writes `save_last`
             # only when a top-k checkpoint was saved in the same step, i.e. never with
@@ -152,6 +130,13 @@ def train(
                             every_n_epochs=1, save_on_train_epoch_end=True,
                             enable_version_counter=False),
         ]
+        keep_best = recipe["training"]["keep"] == "best"
+        if keep_best:
+            callbacks.append(ModelCheckpoint(
+                dirpath=run / "checkpoints", filename="best", save_top_k=1,
+                monitor=family.validation_curve, mode="max" if family.higher_is_better else "min",
+                enable_version_counter=False,
+            ))
         method = recipe["relaxation"]["method"]
         if method != "none":
             controller = relax.make_controller(method, **recipe["relaxation"]["controller"])
@@ -179,17 +164,31 @@ def train(
         wall = time.time() - started
         if trainer.is_global_zero:
             _restore_metrics(run / "logs")
+        if keep_best:
+            # Our own checkpoint, written by this run (never a file from outside).
+            best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu",
+                              weights_only=False)
+            task.load_state_dict(best["state_dict"])
+            best_epoch = int(best["epoch"])
     if export and trainer.is_global_zero:
         from zoo.train.export import export_run
 
+        relaxed_test = None
+        if relax.branches(model):
+            # The relaxed model as trained (levels as the controller left them), for the card's
+            # before/after-projection comparison.
+            relaxed_test = family.evaluate(
+                model.eval(), test_data, int(recipe["training"]["eval_batch_size"])
+            )
         relax.project(model)
         export_run(
-            model.eval(), recipe, run, test_graphs,
+            model.eval(), recipe, run, test_data, relaxed_test=relaxed_test,
             training_info={
                 "command": command,
                 "wall_time_s": round(wall, 1) + _previous_wall(run),
                 "hardware": _hardware(n_devices),
                 "init_from": init_from,
+                **({"selected_epoch": best_epoch} if keep_best else {}),
             },
         )
     if trainer.is_global_zero:

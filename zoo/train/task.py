@@ -1,8 +1,9 @@
-"""The Lightning module of energy/force training, and the relaxation callback.
+"""The Lightning modules of training, and the relaxation callback.
 
 The relaxation plugs into Lightning as a callback that drives the level controller, while the
 module adds the CR regulariser to the loss and validates the *projected* model (levels at zero,
-which is exactly the projected function) every epoch.
+which is exactly the projected function) every epoch. :class:`RelaxedTask` holds what every
+dataset shares; each dataset's family subclasses it with its loss and metrics.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import DistributedSampler
+from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from zoo import relax
@@ -34,8 +37,149 @@ def projected_levels(model: torch.nn.Module):
             branch.level = level
 
 
-class EnergyForceTask(L.LightningModule):
-    """Train a zoo energy/force model with optional relaxation.
+class RelaxedTask(L.LightningModule):
+    """Shared training of a zoo model with optional relaxation (subclassed per dataset).
+
+    The subclass defines :meth:`task_loss` (the loss and what to log on a training batch) and
+    :meth:`validation_metrics`; this class adds the CR regulariser to the loss, validates the
+    *projected* model (every level at 0), builds seeded loaders that make DDP reproduce a
+    single-process run, and configures the optimiser and schedule from the recipe.
+
+    Parameters
+    ----------
+    model
+        A zoo model (relaxed or not).
+    recipe
+        The merged recipe (:func:`zoo.train.recipe.load_recipe`).
+    train_data, val_data
+        Sequences of samples: PyG ``Data`` graphs or tuples of tensors.
+    """
+
+    def __init__(self, model, recipe: dict[str, Any], train_data, val_data):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.train_data, self.val_data = train_data, val_data
+        self.lambda_reg = float(recipe["relaxation"].get("lambda_reg", 0.0))
+
+    # --- what each dataset defines ---------------------------------------------------------
+    def task_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The task loss of a (training) batch and the metrics to log, ``train/``-prefixed."""
+        raise NotImplementedError
+
+    def validation_metrics(self, batch) -> dict[str, torch.Tensor]:
+        """Metrics of the projected model on a validation batch, ``val/``-prefixed."""
+        raise NotImplementedError
+
+    @staticmethod
+    def batch_size_of(batch) -> int:
+        """Number of samples in a batch."""
+        if hasattr(batch, "num_graphs"):
+            return int(batch.num_graphs)
+        return int(batch[0].shape[0])
+
+    # --- data ------------------------------------------------------------------------------
+    def _loader(self, data, batch_size: int, shuffle: bool):
+        # A DistributedSampler even on one device: with the same seed, the union of the ranks'
+        # batches at each step is the single-device batch, so DDP reproduces a plain run.
+        sampler = DistributedSampler(
+            data,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+            shuffle=shuffle,
+            seed=int(self.recipe["seed"]),
+            drop_last=False,
+        )
+        if len(data) and isinstance(data[0], Data):
+            return DataLoader(data, batch_size=batch_size, sampler=sampler)
+        return TorchDataLoader(data, batch_size=batch_size, sampler=sampler)
+
+    def train_dataloader(self):
+        per_device = int(self.recipe["training"]["batch_size"]) // self.trainer.world_size
+        return self._loader(self.train_data, max(per_device, 1), shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(
+            self.val_data, int(self.recipe["training"]["eval_batch_size"]), shuffle=False
+        )
+
+    # --- steps -----------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        task_loss, logs = self.task_loss(batch)
+        penalty = relax.relaxation_penalty(self.model)
+        loss = task_loss + self.lambda_reg * penalty["total"]
+        n = self.batch_size_of(batch)
+        logs = {
+            "train/loss": loss,
+            "train/task_loss": task_loss,
+            **logs,
+            "train/reg_norm": penalty["norm"],
+            "train/reg_lie": penalty["lie"],
+        }
+        self.log_dict(
+            {k: v.detach().float() for k, v in logs.items()},
+            on_step=False, on_epoch=True, sync_dist=True, batch_size=n,
+            prog_bar=False,
+        )
+        self.log("loss", loss.detach().float(), prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=n)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        with projected_levels(self.model):
+            metrics = self.validation_metrics(batch)
+        self.log_dict(
+            {k: v.detach().float() for k, v in metrics.items()},
+            on_step=False, on_epoch=True, sync_dist=True, batch_size=self.batch_size_of(batch),
+            prog_bar=True,
+        )
+
+    # --- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        levels = {id(p) for p in relax.level_parameters(self.model)}
+        params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in levels]
+        opt_cfg, sched_cfg = self.recipe["optimizer"], self.recipe["schedule"]
+        if opt_cfg["name"] == "adamw":
+            optimizer = torch.optim.AdamW(
+                params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"]
+            )
+        elif opt_cfg["name"] == "adam":
+            # Adam's L2 weight decay (the Vector Neurons and EGNN reference code use it).
+            optimizer = torch.optim.Adam(
+                params, lr=opt_cfg["lr"], weight_decay=opt_cfg.get("weight_decay", 0.0)
+            )
+        elif opt_cfg["name"] == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=opt_cfg["lr"], momentum=opt_cfg.get("momentum", 0.9),
+                weight_decay=opt_cfg.get("weight_decay", 0.0),
+            )
+        else:
+            raise ValueError(f"optimizer {opt_cfg['name']!r} is not supported (adamw, adam, sgd)")
+        epochs = int(self.recipe["training"]["epochs"])
+        warmup = int(sched_cfg.get("warmup_epochs", 0))
+        floor = float(sched_cfg.get("min_lr_ratio", 0.0))
+        name = sched_cfg["name"]
+        if name not in ("cosine", "constant", "step"):
+            raise ValueError(f"schedule {name!r} is not supported (cosine, constant, step)")
+
+        def factor(epoch: int) -> float:
+            if epoch < warmup:
+                return (epoch + 1) / (warmup + 1)
+            if name == "constant":
+                return 1.0
+            if name == "step":  # StepLR(step_size, gamma), as the Vector Neurons reference
+                steps = (epoch - warmup) // int(sched_cfg["step_size"])
+                return float(sched_cfg["gamma"]) ** steps
+            progress = (epoch - warmup) / max(epochs - warmup, 1)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "epoch"}}
+
+
+class EnergyForceTask(RelaxedTask):
+    """Energy/force regression (rMD17): weighted L1 or MSE of energies and forces.
 
     Parameters
     ----------
@@ -47,44 +191,13 @@ class EnergyForceTask(L.LightningModule):
         PyG graphs with ``energy``, ``forces`` and ``sample`` attributes.
     """
 
-    def __init__(self, model, recipe: dict[str, Any], train_graphs: list, val_graphs: list):
-        super().__init__()
-        self.model = model
-        self.recipe = recipe
-        self.train_graphs, self.val_graphs = train_graphs, val_graphs
-        self.lambda_reg = float(recipe["relaxation"].get("lambda_reg", 0.0))
-
-    # --- data ------------------------------------------------------------------------------
-    def _loader(self, graphs: list, batch_size: int, shuffle: bool) -> DataLoader:
-        # A DistributedSampler even on one device: with the same seed, the union of the ranks'
-        # batches at each step is the single-device batch, so DDP reproduces a plain run.
-        sampler = DistributedSampler(
-            graphs,
-            num_replicas=self.trainer.world_size,
-            rank=self.trainer.global_rank,
-            shuffle=shuffle,
-            seed=int(self.recipe["seed"]),
-            drop_last=False,
-        )
-        return DataLoader(graphs, batch_size=batch_size, sampler=sampler)
-
-    def train_dataloader(self) -> DataLoader:
-        per_device = int(self.recipe["training"]["batch_size"]) // self.trainer.world_size
-        return self._loader(self.train_graphs, max(per_device, 1), shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(
-            self.val_graphs, int(self.recipe["training"]["eval_batch_size"]), shuffle=False
-        )
-
-    # --- steps -----------------------------------------------------------------------------
     def _errors(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         out = self.model(batch)
         energy_error = out["energy"] - batch.energy
         forces_error = out["forces"] - batch.forces
         return energy_error, forces_error, out
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def task_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.recipe["training"]["augment_rotations"]:
             rotations = sample_rotations(
                 batch.sample, self.current_epoch, int(self.recipe["seed"]), batch.pos.dtype
@@ -100,66 +213,17 @@ class EnergyForceTask(L.LightningModule):
             loss_cfg["energy_weight"] * energy_loss.to(forces_loss.dtype)
             + loss_cfg["forces_weight"] * forces_loss
         )
-        penalty = relax.relaxation_penalty(self.model)
-        loss = task_loss + self.lambda_reg * penalty["total"]
-        n = int(batch.num_graphs)
-        logs = {
-            "train/loss": loss,
-            "train/task_loss": task_loss,
+        return task_loss, {
             "train/energy_mae_mev": energy_error.abs().mean() * EV_TO_MEV,
             "train/forces_mae_mev": forces_error.abs().mean() * EV_TO_MEV,
-            "train/reg_norm": penalty["norm"],
-            "train/reg_lie": penalty["lie"],
         }
-        self.log_dict(
-            {k: v.detach().float() for k, v in logs.items()},
-            on_step=False, on_epoch=True, sync_dist=True, batch_size=n,
-            prog_bar=False,
-        )
-        self.log("loss", loss.detach().float(), prog_bar=True, on_step=True, on_epoch=False,
-                 batch_size=n)
-        return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        with projected_levels(self.model):
-            energy_error, forces_error, _ = self._errors(batch)
-        n = int(batch.num_graphs)
-        self.log_dict(
-            {
-                "val/energy_mae_mev": energy_error.detach().abs().mean().float() * EV_TO_MEV,
-                "val/forces_mae_mev": forces_error.detach().abs().mean().float() * EV_TO_MEV,
-            },
-            on_step=False, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True,
-        )
-
-    # --- optimisation ----------------------------------------------------------------------
-    def configure_optimizers(self):
-        levels = {id(p) for p in relax.level_parameters(self.model)}
-        params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in levels]
-        opt_cfg, sched_cfg = self.recipe["optimizer"], self.recipe["schedule"]
-        if opt_cfg["name"] == "adamw":
-            optimizer = torch.optim.AdamW(
-                params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"]
-            )
-        elif opt_cfg["name"] == "adam":
-            optimizer = torch.optim.Adam(params, lr=opt_cfg["lr"])
-        else:
-            raise ValueError(f"optimizer {opt_cfg['name']!r} is not supported (adamw, adam)")
-        epochs = int(self.recipe["training"]["epochs"])
-        warmup = int(sched_cfg.get("warmup_epochs", 0))
-        floor = float(sched_cfg.get("min_lr_ratio", 0.0))
-
-        def factor(epoch: int) -> float:
-            if epoch < warmup:
-                return (epoch + 1) / (warmup + 1)
-            if sched_cfg["name"] == "constant":
-                return 1.0
-            progress = (epoch - warmup) / max(epochs - warmup, 1)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
-                                                         "interval": "epoch"}}
+    def validation_metrics(self, batch) -> dict[str, torch.Tensor]:
+        energy_error, forces_error, _ = self._errors(batch)
+        return {
+            "val/energy_mae_mev": energy_error.detach().abs().mean().float() * EV_TO_MEV,
+            "val/forces_mae_mev": forces_error.detach().abs().mean().float() * EV_TO_MEV,
+        }
 
 
 class RelaxationCallback(L.Callback):
