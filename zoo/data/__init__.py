@@ -11,6 +11,9 @@ or ``$ZOO_DATA_DIR``). Typical use::
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from zoo.data.download import (
     RMD17_MD5,
     RMD17_SHA256,
@@ -55,4 +58,37 @@ __all__ = [
     "row_to_data",
     "to_data_list",
     "validate_frame",
+    # charged N-body (zoo.data.nbody), exported lazily, see __getattr__
+    "NBODY_SHA256",
+    "NBODY_SPLITS",
+    "NBODY_SPLIT_SEEDS",
+    "generate_nbody",
+    "load_nbody",
+    "nbody_to_data_list",
+    "simulate_charged",
 ]
+
+# Lazy, so that `python -m zoo.data.nbody` does not find its module already imported (runpy
+# warns about that) and plain rMD17 users do not pay for it.
+_LAZY = {
+    name: "zoo.data.nbody"
+    for name in (
+        "NBODY_SHA256",
+        "NBODY_SPLITS",
+        "NBODY_SPLIT_SEEDS",
+        "generate_nbody",
+        "load_nbody",
+        "nbody_to_data_list",
+        "simulate_charged",
+    )
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

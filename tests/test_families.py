@@ -1,0 +1,106 @@
+"""Training families beyond rMD17: N-body and ModelNet40 recipes train, export, publish, verify.
+
+Tiny presets and a few dozen samples: these check the plumbing (data -> Lightning -> relaxation
+controller -> best-epoch selection -> projection -> card -> multi-seed comparison -> verify), not
+accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo.train.compare import publish_family
+from zoo.train.family import get_family, list_datasets
+from zoo.train.recipe import load_recipe, recipe_defaults
+from zoo.train.run import train
+from zoo.verify import verify
+
+
+def nbody_recipe(method: str, controller: dict | None = None) -> dict:
+    return {
+        **recipe_defaults("nbody"),
+        "name": f"egnn-nbody-test.{method}",
+        "data": {"dataset": "nbody", "n_train": 48, "n_val": 24, "n_test": 24, "root": None},
+        "model": {"architecture": "egnn", "preset": "tiny", "args": {}},
+        "relaxation": {"method": "none" if method == "standard" else method, "form": "linear",
+                       "hidden_factor": 4, "lambda_reg": 0.01, "controller": controller or {}},
+        "training": {**recipe_defaults("nbody")["training"], "epochs": 2, "batch_size": 16,
+                     "eval_batch_size": 24, "keep": "best"},
+    }
+
+
+@pytest.fixture(scope="module")
+def nbody_runs(tmp_path_factory) -> list:
+    root = tmp_path_factory.mktemp("nbody-runs")
+    runs = []
+    for method, seed in (("standard", 0), ("standard", 1), ("ace", 0), ("recm", 0)):
+        runs.append(train(nbody_recipe(method), root / f"{method}-{seed}", progress=False,
+                          overrides={"seed": seed}))
+    return runs
+
+
+def test_recipe_defaults_come_from_the_family():
+    assert list_datasets() == ["modelnet40", "nbody", "rmd17"]
+    nbody = recipe_defaults("nbody")
+    assert nbody["loss"] == {"kind": "mse"} and nbody["training"]["batch_size"] == 100
+    assert "molecule" not in nbody["data"]
+    assert recipe_defaults("rmd17")["data"]["molecule"] == "aspirin"
+    assert load_recipe("egnn-nbody.ace")["relaxation"]["controller"]["eta_p"] == 9.0e-4
+    with pytest.raises(ValueError, match="data.dataset 'qm9' is not supported"):
+        get_family("qm9")
+    with pytest.raises(ValueError, match=r"unknown recipe keys \['data\.molecule'\]"):
+        load_recipe("egnn-nbody.cr", {"data": {"molecule": "aspirin"}})
+    with pytest.raises(ValueError, match="training.keep must be 'last' or 'best'"):
+        load_recipe("egnn-nbody.cr", {"training": {"keep": "first"}})
+
+
+def test_nbody_run_exports_the_best_epoch(nbody_runs):
+    config = json.loads((nbody_runs[2] / "export" / "config.json").read_text())
+    assert config["dataset"] == "charged N-body (5 particles)"
+    assert config["relaxation"]["method"] == "ace"
+    assert set(config["relaxation"]["training"]["final_levels"]) == {
+        f"level/{i}" for i in range(len(zoo.create_model("egnn", "tiny").relaxation_sites()))
+    }
+    assert config["training"]["selected_epoch"] in (0, 1)
+    assert config["metrics_before_projection"]["mse"] > 0
+    assert config["equivariance_error"]["float64"] < 1e-12
+    model = zoo.load(str(nbody_runs[2] / "export"))
+    assert not zoo.relax.branches(model)
+    result = verify(model)
+    assert result["metrics_match"], result
+
+
+def test_nbody_family_comparison_has_mean_and_std(nbody_runs, tmp_path):
+    summary = publish_family("egnn-nbody-test", nbody_runs, tmp_path, command="the command")
+    assert set(summary["variants"]) == {"egnn-nbody-test.standard", "egnn-nbody-test.ace",
+                                        "egnn-nbody-test.recm"}
+    standard = summary["variants"]["egnn-nbody-test.standard"]
+    assert standard["seeds"] == [0, 1]
+    mean, std = standard["mean_std"]["mse"]
+    seeds_mse = [json.loads((r / "export" / "config.json").read_text())["metrics"]["mse"]
+                 for r in nbody_runs[:2]]
+    assert mean == pytest.approx(sum(seeds_mse) / 2)
+    assert std == pytest.approx(abs(seeds_mse[0] - seeds_mse[1]) / 2 ** 0.5)
+    # The published variant is the seed with the better validation MSE.
+    validations = [json.loads((r / "export" / "config.json").read_text())["validation"]["val/mse"]
+                   for r in nbody_runs[:2]]
+    assert standard["published_seed"] == int(validations[1] < validations[0])
+    card = (tmp_path / "egnn-nbody-test" / "README.md").read_text()
+    assert "± " in card and "Reproduce: `the command`" in card
+    assert (tmp_path / "egnn-nbody-test" / "comparison.png").exists()
+    best = summary["best"]
+    assert card.count(f"`{best}` (published as the plain name)") == 1
+    plain = json.loads((tmp_path / "egnn-nbody-test" / "config.json").read_text())
+    assert plain["name"] == "egnn-nbody-test"
+
+
+def test_nbody_models_are_equivariant_on_real_trajectories(nbody_runs):
+    family = get_family("nbody")
+    model = zoo.load(str(nbody_runs[0] / "export"))
+    _, _, test = family.load_data(nbody_recipe("standard"), torch.float64)
+    errors = family.equivariance_errors(model, test)
+    assert errors["float64"] < 1e-12 and errors["float32"] < 1e-4
