@@ -76,13 +76,25 @@ def test_forward_outputs_are_finite(base, inputs) -> None:
         assert value.abs().max() > 0, key
 
 
+def exact(model: zoo.models.ZooModel) -> bool:
+    """Whether the architecture is equivariant by construction (else its error is measured)."""
+    return type(model).exactly_equivariant
+
+
 def test_base_equivariant_float64(base) -> None:
     """The base architecture is exactly equivariant: rounding level in float64."""
-    assert equivariance_error(base) < 1e-10
+    error = equivariance_error(base)
+    if not exact(base):
+        # A baseline or an approximately equivariant model: the error is a finite number.
+        assert error == error and error < float("inf")
+        pytest.skip(f"{base.architecture} is not equivariant by construction (error {error:.2g})")
+    assert error < 1e-10
 
 
 def test_base_equivariant_float32(base) -> None:
     """In float32, equivariant to float32 rounding."""
+    if not exact(base):
+        pytest.skip(f"{base.architecture} is not equivariant by construction")
     assert equivariance_error(base, dtype=torch.float32) < 1e-4
 
 
@@ -99,6 +111,8 @@ def test_relax_train_branch_project(base, inputs, method: str, form: str) -> Non
     - after projection: the base's state_dict keys, parameter count and tensors exactly,
       the same outputs, and equivariance to rounding again.
     """
+    if not base.relaxation_sites():
+        pytest.skip(f"{base.architecture} has no symmetry to relax (a non-equivariant baseline)")
     model = base.clone()
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     n_parameters = sum(p.numel() for p in model.parameters())
@@ -114,7 +128,8 @@ def test_relax_train_branch_project(base, inputs, method: str, form: str) -> Non
     assert_same_outputs(outputs_of(model, inputs), before)
 
     relax.randomize_branches(model, torch.Generator().manual_seed(2))
-    assert equivariance_error(model, n_rotations=1) > 1e-3
+    if exact(base):
+        assert equivariance_error(model, n_rotations=1) > 1e-3
 
     model.train()
     levels = relax.level_parameters(model)
@@ -143,11 +158,14 @@ def test_relax_train_branch_project(base, inputs, method: str, form: str) -> Non
     for key, value in snapshot.items():
         assert torch.equal(state[key], value), key
     assert_same_outputs(outputs_of(model, inputs), before)
-    assert equivariance_error(model, n_rotations=1) < 1e-10
+    if exact(base):
+        assert equivariance_error(model, n_rotations=1) < 1e-10
 
 
 def test_relaxed_random_branch_fails_assert_equivariant(base) -> None:
     """``assert_equivariant`` raises for a live random branch, passes for the base model."""
+    if not exact(base):
+        pytest.skip(f"{base.architecture} is not equivariant by construction")
     model = base.clone()
     relax.relax(model, "cr", form="mlp")
     relax.set_levels(model, 1.0)

@@ -44,7 +44,7 @@ def nbody_runs(tmp_path_factory) -> list:
 
 
 def test_recipe_defaults_come_from_the_family():
-    assert list_datasets() == ["modelnet40", "nbody", "rmd17"]
+    assert list_datasets() == ["modelnet40", "nbody", "rmd17", "smoke-rotation"]
     nbody = recipe_defaults("nbody")
     assert nbody["loss"] == {"kind": "mse"} and nbody["training"]["batch_size"] == 100
     assert "molecule" not in nbody["data"]
@@ -104,3 +104,63 @@ def test_nbody_models_are_equivariant_on_real_trajectories(nbody_runs):
     _, _, test = family.load_data(nbody_recipe("standard"), torch.float64)
     errors = family.equivariance_errors(model, test)
     assert errors["float64"] < 1e-12 and errors["float32"] < 1e-4
+
+
+# --------------------------------------------------------------------------- ModelNet40
+
+
+def modelnet_recipe(method: str) -> dict:
+    defaults = recipe_defaults("modelnet40")
+    return {
+        **defaults,
+        "name": f"vn-pointnet-test.{method}",
+        "data": {**defaults["data"], "n_points": 32, "max_train": 48, "max_val": 16,
+                 "max_test": 24},
+        "model": {"architecture": "vn-pointnet", "preset": "tiny", "args": {}},
+        "relaxation": {"method": "none" if method == "standard" else method, "form": "linear",
+                       "hidden_factor": 4, "lambda_reg": 0.01, "controller": {}},
+        # One evaluation batch: the tiny preset normalises with batch statistics even in eval
+        # (no running buffers), so its predictions depend on the batching.
+        "training": {**defaults["training"], "epochs": 2, "batch_size": 16,
+                     "eval_batch_size": 32},
+    }
+
+
+@pytest.fixture(scope="module")
+def modelnet_runs(tmp_path_factory) -> list:
+    from zoo.data.paths import data_root
+
+    if not (data_root() / "modelnet40" / "train.npz").exists():
+        pytest.skip(f"ModelNet40 not found under {data_root()} (set ZOO_DATA_DIR)")
+    root = tmp_path_factory.mktemp("modelnet-runs")
+    return [train(modelnet_recipe(m), root / m, progress=False) for m in ("standard", "cr")]
+
+
+def test_modelnet40_runs_export_verify_and_compare(modelnet_runs, tmp_path):
+    config = json.loads((modelnet_runs[1] / "export" / "config.json").read_text())
+    assert config["dataset"].startswith("ModelNet40")
+    assert len(config["classes"]) == 40 and config["classes"][0] == "airplane"
+    assert 0.0 <= config["metrics"]["accuracy"] <= 1.0
+    assert "accuracy" in config["metrics_before_projection"]
+    assert config["equivariance_error"]["float64"] < 1e-9
+    assert (modelnet_runs[1] / "export" / "confusion_matrix.png").exists()
+    card = (modelnet_runs[1] / "export" / "README.md").read_text()
+    assert "confusion_matrix.png" in card and "Before projection" in card
+    model = zoo.load(str(modelnet_runs[1] / "export"))
+    result = verify(model)
+    assert result["metrics_match"], result
+    summary = publish_family("vn-pointnet-test", modelnet_runs, tmp_path)
+    assert summary["selected_on"] == "validation"
+    assert "before projection" in summary["table"]
+
+
+def test_training_clouds_are_deterministic_rotated_subsets():
+    from zoo.train.pointclouds import training_clouds
+
+    points = torch.randn(3, 50, 3) + 0.5
+    a = training_clouds(points, torch.arange(3), 20, seed=0, epoch=1, rotate=True)
+    b = training_clouds(points, torch.arange(3), 20, seed=0, epoch=1, rotate=True)
+    c = training_clouds(points, torch.arange(3), 20, seed=0, epoch=2, rotate=True)
+    assert a.shape == (3, 20, 3) and torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.mean(1).abs().max()) < 1e-6  # re-centred, like the evaluation clouds
+    assert float(a.norm(dim=-1).amax(1).sub(1).abs().max()) < 1e-5

@@ -34,8 +34,11 @@ LAYOUT_PAIRS = [
 ]
 AXES = ("x", "y", "z")
 # Architectures of the zoo itself (a test module may register toy ones in the same session).
+# Those with relaxation sites: a non-equivariant baseline (smoke-conv) has nothing to relax.
 ARCHITECTURES = [
-    a for a in zoo.list_architectures() if get_architecture(a).cls.__module__.startswith("zoo.")
+    a for a in zoo.list_architectures()
+    if get_architecture(a).cls.__module__.startswith("zoo.")
+    and zoo.create_model(a, "tiny").relaxation_sites()
 ]
 
 
@@ -427,6 +430,11 @@ def test_relax_twice_raises(tiny_model) -> None:
     relax.project(model)
     relax.relax(model, "cr")  # a projected model can get fresh branches (fine-tuning)
     assert len(relax.branches(model)) == n_branches
+
+
+def test_relaxing_a_model_without_sites_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="smoke-conv declares no relaxation sites"):
+        relax.relax(zoo.create_model("smoke-conv", "tiny"), "cr")
 
 
 def test_unknown_method_lists_options(tiny_model) -> None:

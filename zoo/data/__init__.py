@@ -7,6 +7,8 @@ or ``$ZOO_DATA_DIR``). Typical use::
 
     train = load_rmd17("aspirin", "train")          # datasets.Dataset, 950 frames
     graphs = to_data_list(train)                    # list of torch_geometric Data
+
+    points, labels = modelnet40_tensors("val")     # ModelNet40, 300 points per shape
 """
 
 from __future__ import annotations
@@ -58,6 +60,18 @@ __all__ = [
     "row_to_data",
     "to_data_list",
     "validate_frame",
+    # ModelNet40 (zoo.data.modelnet40), exported lazily, see __getattr__
+    "MODELNET40_CLASSES",
+    "MODELNET40_MD5",
+    "MODELNET40_SPLITS",
+    "MODELNET40_URL",
+    "download_modelnet40",
+    "load_modelnet40",
+    "modelnet40_classes",
+    "modelnet40_tensors",
+    "random_rotations",
+    "rotate_points",
+    "sample_points",
     # charged N-body (zoo.data.nbody), exported lazily, see __getattr__
     "NBODY_SHA256",
     "NBODY_SPLITS",
@@ -66,6 +80,11 @@ __all__ = [
     "load_nbody",
     "nbody_to_data_list",
     "simulate_charged",
+    # smoke plume (zoo.data.smoke), exported lazily
+    "SMOKE_SPLITS",
+    "generate_smoke",
+    "load_smoke",
+    "simulate_smoke",
 ]
 
 # Lazy, so that `python -m zoo.data.nbody` does not find its module already imported (runpy
@@ -82,6 +101,26 @@ _LAZY = {
         "simulate_charged",
     )
 }
+_LAZY.update({
+    name: "zoo.data.smoke"
+    for name in ("SMOKE_SPLITS", "generate_smoke", "load_smoke", "simulate_smoke")
+})
+_LAZY.update(
+    (name, "zoo.data.modelnet40")
+    for name in (
+        "MODELNET40_CLASSES",
+        "MODELNET40_MD5",
+        "MODELNET40_SPLITS",
+        "MODELNET40_URL",
+        "download_modelnet40",
+        "load_modelnet40",
+        "modelnet40_classes",
+        "modelnet40_tensors",
+        "random_rotations",
+        "rotate_points",
+        "sample_points",
+    )
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -5,4 +5,11 @@ from zoo.models.base import GroupElement, RelaxationSite, SymmetryGroup, ZooMode
 __all__ = ["GroupElement", "RelaxationSite", "SymmetryGroup", "ZooModel"]
 
 # Architecture files register themselves on import.
-from zoo.models import egnn, equiformer, segnn  # noqa: E402,F401
+from zoo.models import (  # noqa: E402,F401
+    egnn,
+    equiformer,
+    segnn,
+    smoke_cnn,
+    vn_dgcnn,
+    vn_pointnet,
+)

@@ -113,11 +113,15 @@ class ZooModel(nn.Module):
     """Base class of the registered architectures.
 
     Subclasses define ``symmetry``, :meth:`relaxation_sites`, :meth:`example_inputs`,
-    :meth:`act_on_inputs` and :meth:`act_on_outputs`.
+    :meth:`act_on_inputs` and :meth:`act_on_outputs`; ``exactly_equivariant = False`` marks an
+    architecture whose equivariance error is reported rather than guaranteed.
     """
 
     architecture: ClassVar[str] = ""
     symmetry: ClassVar[SymmetryGroup] = SymmetryGroup()
+    # False for baselines and approximately equivariant models (e.g. the smoke-plume CNNs):
+    # ``symmetry`` then names the group their error is *measured* against, not a guarantee.
+    exactly_equivariant: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

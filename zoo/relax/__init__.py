@@ -28,11 +28,13 @@ from zoo.relax.controllers import (
 )
 from zoo.relax.regularizers import (
     branch_norm_penalty,
+    conv_kernel_penalties,
     finite_group_penalty,
     lie_derivative_penalty,
     relaxation_penalty,
 )
 from zoo.relax.representations import (
+    C4FieldRep,
     FiniteGroupRep,
     IrrepsRep,
     TrivialRep,
@@ -66,7 +68,8 @@ def relax(
         ``"cr"``, ``"ace"`` or ``"recm"``: sets the starting level and whether the level gets
         gradients (ACE and RECM read ``dL/ds``).
     form
-        ``"linear"`` or ``"mlp"`` branches.
+        ``"linear"`` or ``"mlp"`` branches, or ``"conv"`` (an unconstrained 3 x 3 convolution)
+        for sites on planar feature maps.
     hidden_factor
         Width multiplier of MLP branches.
     level
@@ -86,9 +89,13 @@ def relax(
         raise ValueError(f"unknown relaxation method {method!r}; choose one of {METHODS}")
     if branches(model):
         raise ValueError("model is already relaxed; call zoo.relax.project first")
+    sites = model.relaxation_sites()
+    if not sites:
+        name = getattr(model, "architecture", type(model).__name__)
+        raise ValueError(f"{name} declares no relaxation sites (it has no symmetry to relax)")
     reference = next(model.parameters())
     start = _INITIAL_LEVEL[method] if level is None else level
-    for site in model.relaxation_sites():
+    for site in sites:
         module = model.get_submodule(site.module)
         branch = RelaxedBranch(
             site.rep_in,
@@ -158,6 +165,7 @@ def randomize_branches(model: nn.Module, generator: torch.Generator, std: float 
 
 __all__ = [
     "ACEController",
+    "C4FieldRep",
     "CRController",
     "FiniteGroupRep",
     "IrrepsRep",
@@ -170,6 +178,7 @@ __all__ = [
     "branch_norm_penalty",
     "branch_parameters",
     "branches",
+    "conv_kernel_penalties",
     "finite_group_penalty",
     "level_parameters",
     "lie_derivative_penalty",

@@ -23,6 +23,11 @@ def _gelu_derivative(h: torch.Tensor) -> torch.Tensor:
     return cdf + h * pdf
 
 
+# Rows (set elements x batch) above which the symmetry-violation penalty is estimated on an
+# evenly strided subset. Molecules and N-body batches stay below it (computed exactly).
+PENALTY_MAX_ROWS = 4096
+
+
 class RelaxedBranch(nn.Module):
     """A dense branch on the flattened features of a site, scaled by its level.
 
@@ -31,10 +36,15 @@ class RelaxedBranch(nn.Module):
     rep_in, rep_out
         Representations of the site's input and output (:mod:`zoo.relax.representations`).
     form
-        ``"linear"`` (an unconstrained ``W`` mixing every irrep, channel and component) or
-        ``"mlp"`` (``Linear(d, hidden_factor * d)``, GELU, ``Linear(., d_out)``).
+        ``"linear"`` (an unconstrained ``W`` mixing every irrep, channel and component),
+        ``"mlp"`` (``Linear(d, hidden_factor * d)``, GELU, ``Linear(., d_out)``) or, for sites
+        on planar feature maps (:class:`~zoo.relax.representations.C4FieldRep`), ``"conv"``
+        (an unconstrained ``kernel_size`` convolution). On feature maps ``"linear"`` and
+        ``"mlp"`` act on the channels at every pixel (1 x 1 convolutions).
     hidden_factor
         Width multiplier of the MLP form.
+    kernel_size
+        Kernel size of the conv form.
     level
         Initial scale ``s``.
     learnable_level
@@ -55,13 +65,24 @@ class RelaxedBranch(nn.Module):
         hidden_factor: int = 4,
         level: float = 0.0,
         learnable_level: bool = False,
+        kernel_size: int = 3,
     ) -> None:
         super().__init__()
-        if form not in ("linear", "mlp"):
-            raise ValueError(f"branch form must be 'linear' or 'mlp', got {form!r}")
+        self.field = getattr(rep_in, "kind", None) == "field"
+        if form not in ("linear", "mlp", "conv"):
+            raise ValueError(f"branch form must be 'linear', 'mlp' or 'conv', got {form!r}")
+        if form == "conv" and not self.field:
+            raise ValueError("branch form 'conv' needs a site on feature maps (C4FieldRep); "
+                             "use 'linear' or 'mlp' for flattened features")
+        if self.field != (getattr(rep_out, "kind", None) == "field"):
+            raise ValueError("a site's input and output must both be feature maps or neither")
         self.rep_in, self.rep_out, self.form = rep_in, rep_out, form
         d_in, d_out = rep_in.dim, rep_out.dim
-        if form == "linear":
+        if form == "conv":
+            self.layers = nn.ModuleList([
+                nn.Conv2d(d_in, d_out, kernel_size, padding=(kernel_size - 1) // 2)
+            ])
+        elif form == "linear":
             self.layers = nn.ModuleList([nn.Linear(d_in, d_out)])
         else:
             hidden = hidden_factor * d_in
@@ -83,10 +104,25 @@ class RelaxedBranch(nn.Module):
             self.scale.fill_(float(value))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The unscaled branch output ``g(x)``, ``[..., rep_out.dim]``."""
+        """The unscaled branch output ``g(x)``: ``[..., rep_out.dim]``, or ``[..., C_out, H, W]``
+        on feature maps."""
+        if self.field:
+            return self._forward_field(x)
+        return self._dense(x)
+
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
         if self.form == "linear":
             return self.layers[0](x)
         return self.layers[1](nn.functional.gelu(self.layers[0](x)))
+
+    def _forward_field(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-3]
+        maps = x.reshape(-1, *x.shape[-3:])
+        if self.form == "conv":
+            out = self.layers[0](maps)
+        else:  # the dense map on the channels of every pixel
+            out = self._dense(maps.movedim(-3, -1)).movedim(-1, -3)
+        return out.reshape(*lead, *out.shape[-3:])
 
     def lie_derivative(self, x: torch.Tensor, gx: torch.Tensor | None = None) -> torch.Tensor:
         """``L_A g(x) = J_g(x) drho_in(A) x - drho_out(A) g(x)`` for every generator ``A``.
@@ -117,16 +153,37 @@ class RelaxedBranch(nn.Module):
         """The CR regulariser terms on input ``x``: branch norm and symmetry violation.
 
         Both are means over the leading (set/batch) dimensions of per-sample Euclidean norms;
-        the violation is summed over generators.
+        the violation is summed over generators. On feature maps the samples are the pixels,
+        except for the conv form, whose terms are those of its kernel (SMOKE.md):
+        ``||W||`` and ``||rho_out(g) W(g^-1 .) rho_in(g)^-1 - W||`` (bias included), zero
+        exactly for an equivariant convolution.
         """
+        if self.field:
+            return self._field_penalties(x, gx)
         x = x.reshape(-1, x.shape[-1])
         gx = self(x) if gx is None else gx.reshape(-1, gx.shape[-1])
         norm = gx.norm(dim=-1).mean()
+        if x.shape[0] > PENALTY_MAX_ROWS:
+            # The violation is a mean over rows: an evenly strided subset estimates it at a
+            # fraction of the cost (a point-cloud batch has ~1e4-1e5 rows per site).
+            stride = -(-x.shape[0] // PENALTY_MAX_ROWS)
+            x, gx = x[::stride], gx[::stride]
         if self.rep_in.kind == "finite":
             violation = self.finite_violation(x, gx)
         else:
             violation = self.lie_derivative(x, gx)
         return {"norm": norm, "lie": violation.norm(dim=-1).mean(dim=-1).sum()}
+
+    def _field_penalties(self, x: torch.Tensor, gx: torch.Tensor | None) -> dict:
+        if self.form == "conv":
+            from zoo.relax.regularizers import conv_kernel_penalties
+
+            conv = self.layers[0]
+            return conv_kernel_penalties(conv.weight, conv.bias, self.rep_in, self.rep_out)
+        gx = self(x) if gx is None else gx
+        norm = gx.norm(dim=-3).mean()
+        violation = self.finite_violation(x, gx)  # [1, ..., C, H, W]
+        return {"norm": norm, "lie": violation.norm(dim=-3).flatten(1).mean(dim=1).sum()}
 
     def extra_repr(self) -> str:
         return f"form={self.form}, level={self.level:.4g}"

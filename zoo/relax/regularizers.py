@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.relax.representations import rotate_kernel
+
 
 def lie_derivative_penalty(
     weight: torch.Tensor, x: torch.Tensor, rep_in: Any, rep_out: Any
@@ -44,6 +46,36 @@ def finite_group_penalty(
     """``sum_h mean_n ||(rho_out(h) W - W rho_in(h)) x_n||`` over a finite group's generators."""
     violation = rep_out.act(x @ weight.T) - rep_in.act(x) @ weight.T
     return violation.norm(dim=-1).mean(dim=-1).sum()
+
+
+def conv_kernel_penalties(
+    weight: torch.Tensor, bias: torch.Tensor | None, rep_in: Any, rep_out: Any
+) -> dict[str, torch.Tensor]:
+    """Norm and C4 violation of a convolution ``(W, b)`` between planar feature maps.
+
+    ``{"norm": ||(W, b)||, "lie": ||(T W - W, rho_out(g) b - b)||}`` (Frobenius norms), with
+    ``T W = rho_out(g) W(g^-1 .) rho_in(g)^-1`` for the quarter turn ``g`` that generates C4
+    (:func:`~zoo.relax.representations.rotate_kernel`). The violation is zero exactly when the
+    convolution is C4-equivariant: SMOKE.md's ``||W - rot90(W)||`` with the fibers transformed.
+
+    Parameters
+    ----------
+    weight
+        ``[C_out, C_in, kh, kw]``.
+    bias
+        ``[C_out]`` or ``None``.
+    rep_in, rep_out
+        :class:`~zoo.relax.representations.C4FieldRep` of the input and output maps.
+    """
+    norm2 = weight.square().sum()
+    violation2 = (rotate_kernel(weight, rep_in, rep_out) - weight).square().sum()
+    if bias is not None:
+        norm2 = norm2 + bias.square().sum()
+        turned = rep_out.transform_channels(bias, 1, axis=-1)
+        violation2 = violation2 + (turned - bias).square().sum()
+    # sqrt has an infinite derivative at 0: a zero-initialised branch would get NaN gradients.
+    tiny = torch.finfo(weight.dtype).tiny
+    return {"norm": (norm2 + tiny).sqrt(), "lie": (violation2 + tiny).sqrt()}
 
 
 def branch_norm_penalty(branch: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -201,3 +201,108 @@ def wigner_matrix(irreps: str | o3.Irreps, rotation: torch.Tensor) -> torch.Tens
             parities += [float(ir.p)] * (mul * ir.dim)
         matrix = matrix * torch.tensor(parities, dtype=torch.float64)[:, None]
     return matrix
+
+
+# --- C4 on planar feature maps ------------------------------------------------------------
+
+C4_FIBERS = {"trivial": 1, "vector": 2, "regular": 4}
+"""Fibers of a C4-steerable feature map and their dimensions: an invariant scalar, a planar
+vector ``(x, y)`` (the rotation matrix itself) and the regular representation (4 channels,
+cyclically shifted by a quarter turn)."""
+
+
+def c4_fiber_matrix(fiber: str, k: int = 1, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Matrix of the rotation by ``k`` quarter turns (counter-clockwise) on one fiber.
+
+    ``"vector"``: ``[[0, -1], [1, 0]]^k``; ``"regular"``: the cyclic shift ``e_i -> e_{i+k}``;
+    ``"trivial"``: ``[[1]]``. Entries are 0 and +-1, exact in every dtype.
+    """
+    if fiber not in C4_FIBERS:
+        raise ValueError(f"unknown C4 fiber {fiber!r}; choose one of {sorted(C4_FIBERS)}")
+    k %= 4
+    if fiber == "trivial":
+        return torch.ones(1, 1, dtype=dtype)
+    if fiber == "vector":
+        quarter = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=dtype)
+        return torch.linalg.matrix_power(quarter, k)
+    return torch.roll(torch.eye(4, dtype=dtype), k, dims=0)
+
+
+def rotate_plane(x: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """Turn the last two axes ``(y, x)`` of ``x`` by ``k`` quarter turns counter-clockwise.
+
+    With the row index as ``y`` and the column index as ``x``, the point ``(x, y)`` (about the
+    centre of the grid) goes to ``(-y, x)``: ``out[..., i, j] = x[..., n-1-j, i]`` for ``k = 1``.
+    Exact (a permutation of the pixels).
+    """
+    return torch.rot90(x, k % 4, dims=(-1, -2))
+
+
+@dataclass(frozen=True)
+class C4FieldRep:
+    """A planar feature map ``[..., C, H, W]`` of ``multiplicity`` copies of a C4 fiber.
+
+    Channel ``d * m + i`` is component ``i`` of field ``m`` (``d`` the fiber dimension).
+    A quarter turn ``g`` acts as ``(g f)(p) = rho(g) f(g^-1 p)``: the plane is turned
+    (:func:`rotate_plane`) and every fiber transformed by :func:`c4_fiber_matrix`.
+
+    Parameters
+    ----------
+    fiber
+        ``"trivial"``, ``"vector"`` or ``"regular"``.
+    multiplicity
+        Number of fields.
+    """
+
+    fiber: str
+    multiplicity: int
+
+    kind = "field"
+
+    def __post_init__(self) -> None:
+        if self.fiber not in C4_FIBERS:
+            raise ValueError(f"unknown C4 fiber {self.fiber!r}; choose one of {sorted(C4_FIBERS)}")
+
+    @property
+    def fiber_dim(self) -> int:
+        return C4_FIBERS[self.fiber]
+
+    @property
+    def dim(self) -> int:
+        """Number of channels."""
+        return self.multiplicity * self.fiber_dim
+
+    def matrix(self, k: int = 1, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``[C, C]``: the fiber matrix of ``k`` quarter turns on every field (block diagonal)."""
+        return torch.kron(torch.eye(self.multiplicity, dtype=dtype),
+                          c4_fiber_matrix(self.fiber, k, dtype))
+
+    def transform_channels(self, x: torch.Tensor, k: int = 1, axis: int = -3) -> torch.Tensor:
+        """Apply the fiber matrix of ``k`` quarter turns to the channel ``axis`` only."""
+        matrix = c4_fiber_matrix(self.fiber, k, x.dtype).to(x.device)
+        moved = x.movedim(axis, -1)
+        fields = moved.reshape(*moved.shape[:-1], self.multiplicity, self.fiber_dim)
+        out = torch.einsum("ij,...mj->...mi", matrix, fields).reshape(moved.shape)
+        return out.movedim(-1, axis)
+
+    def rotate(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """The field ``x`` (``[..., C, H, W]``) turned by ``k`` quarter turns."""
+        return self.transform_channels(rotate_plane(x, k), k)
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        """``[1, ..., C, H, W]``: the group's generator (a quarter turn) applied to ``x``."""
+        return self.rotate(x, 1).unsqueeze(0)
+
+
+def rotate_kernel(weight: torch.Tensor, rep_in: C4FieldRep, rep_out: C4FieldRep,
+                  k: int = 1) -> torch.Tensor:
+    """``rho_out(g) W(g^-1 .) rho_in(g)^-1`` for a convolution kernel ``W`` and ``g`` = ``k``
+    quarter turns.
+
+    ``weight`` is ``[..., C_out, C_in, kh, kw]`` as used by ``torch.nn.functional.conv2d``. The
+    convolution is equivariant (``conv(g x) = g conv(x)`` with zero or no padding) exactly
+    when ``rotate_kernel(W) == W``; averaging over ``k = 0..3`` projects onto such kernels.
+    """
+    turned = rotate_plane(weight, k)
+    turned = rep_out.transform_channels(turned, k, axis=-4)
+    return rep_in.transform_channels(turned, k, axis=-3)

@@ -20,6 +20,7 @@ _FAMILY_MODULES = {
     "rmd17": "zoo.train.molecules",
     "nbody": "zoo.train.nbody",
     "modelnet40": "zoo.train.pointclouds",
+    "smoke-rotation": "zoo.train.smoke",
 }
 _FAMILIES: dict[str, TrainingFamily] = {}
 

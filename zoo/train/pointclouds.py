@@ -1,9 +1,10 @@
 """Training on ModelNet40 point-cloud classification (the Vector Neurons protocol).
 
-300 points per shape; training draws a fresh random subset of the 1024 stored points and a
-Haar-random rotation per shape and epoch (a pure function of seed, epoch and shape index, so
-resumed and distributed runs see the same data); validation and test use the first 300 points
-of each shape under a fixed random rotation per shape ("SO(3)/SO(3)" in Deng et al. 2021).
+300 points per shape; training draws a fresh random subset of the 1024 stored points (re-centred
+and scaled into the unit sphere) and a Haar-random rotation per shape and epoch (a pure function
+of seed, epoch and shape index, so resumed and distributed runs see the same data); validation
+and test use the first 300 points of each shape under a fixed random rotation per shape
+("SO(3)/SO(3)" in Deng et al. 2021).
 """
 
 from __future__ import annotations
@@ -56,22 +57,16 @@ def _generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + index)
 
 
-def evaluation_clouds(points: torch.Tensor, n_points: int) -> torch.Tensor:
-    """The first ``n_points`` of every shape, each under its own fixed random rotation."""
-    rotations = torch.stack([
-        random_rotation(_generator(EVALUATION_ROTATION_SEED, 0, i), torch.float64)
-        for i in range(points.shape[0])
-    ]).to(points.dtype)
-    return torch.einsum("bij,bnj->bni", rotations, points[:, :n_points])
-
-
 def training_clouds(points: torch.Tensor, index: torch.Tensor, n_points: int, seed: int,
                     epoch: int, rotate: bool) -> torch.Tensor:
-    """A random subset of ``n_points`` per shape and (optionally) a Haar-random rotation."""
+    """A random subset of ``n_points`` per shape, re-centred and scaled into the unit sphere
+    (as the evaluation clouds), then (optionally) a Haar-random rotation."""
+    from zoo.data.modelnet40 import sample_points
+
     out = []
     for cloud, i in zip(points, index.tolist(), strict=True):
         generator = _generator(seed, epoch, i)
-        chosen = cloud[torch.randperm(cloud.shape[0], generator=generator)[:n_points]]
+        chosen = sample_points(cloud[None], n_points, generator)[0]
         if rotate:
             rotation = random_rotation(generator, torch.float64).to(cloud.dtype)
             chosen = chosen @ rotation.T
@@ -171,10 +166,12 @@ class ModelNet40Family(TrainingFamily):
     higher_is_better = True
     validation_curve = "val/accuracy"
 
-    def _split(self, split: str, d: dict[str, Any], dtype: torch.dtype, n_points: int):
+    def _split(self, split: str, d: dict[str, Any], dtype: torch.dtype, n_points: int | None,
+               rotation_seed: int | None = None):
         from zoo.data.modelnet40 import modelnet40_tensors
 
-        points, labels = modelnet40_tensors(split, root=d["root"], n_points=n_points)
+        points, labels = modelnet40_tensors(split, root=d["root"], n_points=n_points,
+                                            rotation_seed=rotation_seed)
         limit = d.get(f"max_{split}")
         if limit is not None:
             points, labels = points[:limit], labels[:limit]
@@ -182,13 +179,13 @@ class ModelNet40Family(TrainingFamily):
 
     def load_data(self, recipe: dict[str, Any], dtype: torch.dtype):
         d, n = recipe["data"], int(recipe["data"]["n_points"])
-        train_points, train_labels = self._split("train", d, dtype, 1024)
+        train_points, train_labels = self._split("train", d, dtype, None)
         train = TensorDataset(train_points, train_labels, torch.arange(len(train_labels)))
         evaluation = []
         for split in ("val", "test"):
-            points, labels = self._split(split, d, dtype, 1024)
-            evaluation.append(TensorDataset(evaluation_clouds(points, n), labels,
-                                            torch.arange(len(labels))))
+            # The first n points of each shape, each under its own fixed rotation.
+            clouds, labels = self._split(split, d, dtype, n, EVALUATION_ROTATION_SEED)
+            evaluation.append(TensorDataset(clouds, labels, torch.arange(len(labels))))
         return train, evaluation[0], evaluation[1]
 
     def build_model(self, recipe: dict[str, Any], train, init_from: str | None):
@@ -221,8 +218,8 @@ class ModelNet40Family(TrainingFamily):
 
     def load_test(self, data_cfg: dict[str, Any], root: str | None, dtype: torch.dtype):
         d = {**data_cfg, "root": root}
-        points, labels = self._split("test", d, dtype, 1024)
-        clouds = evaluation_clouds(points, int(data_cfg.get("n_points", 300)))
+        clouds, labels = self._split("test", d, dtype, int(data_cfg.get("n_points", 300)),
+                                     EVALUATION_ROTATION_SEED)
         return TensorDataset(clouds, labels, torch.arange(len(labels)))
 
     def write_figures(self, model, data, folder, recipe: dict[str, Any]) -> None:

@@ -1,0 +1,386 @@
+"""Low-level Vector Neuron functions: VN products, the LeakyReLU, kNN graphs, and fused
+batch-norm + LeakyReLU kernels.
+
+The tail of a VN block (norms, batch norm of the norms, LeakyReLU along learned directions,
+and for edge convolutions a gather and a mean over the neighbours) is a long chain of cheap
+elementwise operations on tensors of ``rows x C x 3`` numbers; in plain autograd each step
+writes and keeps a full-size tensor, which on a CPU costs far more than the matrix products.
+:func:`vn_batchnorm_leaky_relu` and :func:`vn_edge_mean` run that chain chunk by chunk inside
+a custom autograd function and recompute it in the backward pass instead of storing it: a few
+MB live at a time, several times faster. Both equal their plain versions
+(:func:`vn_leaky_relu` after :class:`~zoo.models.vn_layers.VNBatchNorm`, and
+:func:`vn_edge_activations` then a mean) to rounding, values and gradients alike, including
+the batch-statistics terms and the running-statistics update of ``nn.BatchNorm1d``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+EPS = 1e-6
+"""The reference code's epsilon in norms and in the LeakyReLU projection."""
+
+_CHUNK_ELEMENTS = 1 << 16
+"""Scalars per chunk on a CPU (times 3 for the vectors), chosen by timing: below it Python
+overhead dominates, above it the working set leaves the cache."""
+_CHUNK_ELEMENTS_ACCELERATOR = 1 << 24
+"""On GPUs the cost is kernel launches, not cache: far fewer, larger chunks."""
+
+
+# --------------------------------------------------------------------------- plain functions
+
+
+def vn_matmul(weight: torch.Tensor, v: torch.Tensor, shared_tail: int = 0) -> torch.Tensor:
+    """``y_o = sum_c W_oc v_c`` on vector features ``[..., C, 3]`` -> ``[..., C_out, 3]``.
+
+    ``shared_tail``: number of trailing channels of ``v`` equal for every element of the set
+    axis (dim ``-3``); their contribution is computed once per set and broadcast.
+    """
+    if shared_tail <= 0:
+        return torch.einsum("oc,...ci->...oi", weight, v)
+    head, tail = torch.split(v, [v.shape[-2] - shared_tail, shared_tail], dim=-2)
+    out = torch.einsum("oc,...ci->...oi", weight[:, : head.shape[-2]], head)
+    tail = tail.narrow(-3, 0, 1)
+    return out + torch.einsum("oc,...ci->...oi", weight[:, head.shape[-2] :], tail)
+
+
+def vn_leaky_relu(p: torch.Tensor, d: torch.Tensor, negative_slope: float) -> torch.Tensor:
+    """VN LeakyReLU of features ``p`` ``[..., C, 3]`` along directions ``d`` (``C`` or 1
+    channels): where ``<p, d> < 0`` the component along ``d`` is removed, then a fraction
+    ``negative_slope`` of the input is mixed back in. Written
+    ``p - (1 - a) min(<p, d>, 0) / (|d|^2 + eps) d``, the reference's masked form."""
+    dot = (p * d).sum(-1, keepdim=True)
+    dsq = (d * d).sum(-1, keepdim=True)
+    return p - torch.clamp(dot, max=0.0) * (1.0 - negative_slope) / (dsq + EPS) * d
+
+
+@torch.no_grad()
+def knn(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``[B, N, k]`` of the ``k`` nearest rows of ``x`` ``[B, N, F]`` within each
+    cloud, the point itself included (Euclidean distance)."""
+    if x.shape[1] < k:
+        raise ValueError(f"need at least k={k} points per cloud, got {x.shape[1]}")
+    # |x_j|^2 - 2 <x_i, x_j> orders each row like the distance (|x_i|^2 is constant per row).
+    score = torch.baddbmm((x * x).sum(-1).unsqueeze(1), x, x.transpose(1, 2), alpha=-2.0)
+    return score.topk(k, dim=-1, largest=False).indices
+
+
+def gather_neighbours(v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``v[b, idx[b, i, j]]``: features ``[B, N, *F]`` of the neighbours, ``[B, N, k, *F]``."""
+    batch, points = v.shape[:2]
+    rows = (idx + torch.arange(batch, device=idx.device).view(-1, 1, 1) * points).reshape(-1)
+    flat = v.reshape(batch * points, -1).index_select(0, rows)
+    return flat.view(*idx.shape, *v.shape[2:])
+
+
+def vn_edge_activations(pa, pb, da, db, idx, batchnorm, negative_slope) -> torch.Tensor:
+    """Plain autograd edge tail: activated edge features ``[B, N, k, C, 3]`` (channel-major),
+    before pooling. Inputs as :func:`vn_edge_mean`; ``batchnorm`` a ``VNBatchNorm``."""
+    p = gather_neighbours(pa, idx) + pb.unsqueeze(2)
+    d = gather_neighbours(da, idx) + db.unsqueeze(2)
+    p = batchnorm(p.transpose(-1, -2))
+    return vn_leaky_relu(p, d.transpose(-1, -2), negative_slope)
+
+
+# --------------------------------------------------------------------------- fused kernels
+
+
+def _chunks(rows: int, per_row: int, device: torch.device):
+    budget = _CHUNK_ELEMENTS if device.type == "cpu" else _CHUNK_ELEMENTS_ACCELERATOR
+    size = max(1, budget // max(1, per_row))
+    for start in range(0, rows, size):
+        yield start, min(rows, start + size)
+
+
+def _sum3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum_i a_i b_i`` over the component axis (dim 2); three fused multiply-adds, much
+    faster than a reduction over a size-3 axis."""
+    out = a.select(2, 0) * b.select(2, 0)
+    out.addcmul_(a.select(2, 1), b.select(2, 1))
+    return out.addcmul_(a.select(2, 2), b.select(2, 2))
+
+
+class _Tail:
+    """Batch norm of the norms and LeakyReLU of one chunk: ``out = s p - c d``.
+
+    ``p``, ``d``: component-major vectors ``[R, k, 3, C]`` (``k = 1`` for point features;
+    ``d`` may have one channel); the scalars ``s``, ``c``, ... are ``[R, k, C]``.
+    """
+
+    def __init__(self, p, d, scale, shift, slope):
+        self.p, self.d = p, d
+        self.abs_p = _sum3(p, p).sqrt_()
+        self.norm = self.abs_p + EPS
+        self.s = torch.addcmul(shift, self.norm, scale).div_(self.norm)  # BN(norm) / norm
+        self.pd = _sum3(p, d)
+        self.inv_dsq = _sum3(d, d).add_(EPS).reciprocal_()
+        dot = self.s * self.pd
+        self.negative = dot < 0
+        self.c = dot.clamp_(max=0.0).mul_(self.inv_dsq).mul_(1.0 - slope)
+
+    def output(self) -> torch.Tensor:
+        return self.p * self.s.unsqueeze(2) - self.d * self.c.unsqueeze(2)
+
+    def grad_s(self, go, slope):
+        """dL/ds, and the LeakyReLU terms reused by :meth:`grad_inputs`."""
+        g_c = -_sum3(go, self.d)
+        g_dot = g_c * self.negative * self.inv_dsq * (1.0 - slope)
+        return _sum3(go, self.p).addcmul_(g_dot, self.pd), g_c, g_dot
+
+    def grad_inputs(self, go, g_s, g_c, g_dot, g_norm_bn):
+        """dL/dp and dL/dd given dL/dnorm through the batch norm."""
+        g_norm = g_norm_bn.sub_(g_s * self.s / self.norm)  # s = BN(norm) / norm
+        g_pd = g_dot * self.s
+        g_dsq2 = g_c * self.c * self.inv_dsq * -2.0  # dc/d|d|^2 = -c / (|d|^2 + eps)
+        abs_p = torch.where(self.abs_p > 0, self.abs_p, torch.ones_like(self.abs_p))
+        g_p = self.p * (g_norm / abs_p).unsqueeze(2)
+        g_p.addcmul_(go, self.s.unsqueeze(2)).addcmul_(self.d, g_pd.unsqueeze(2))
+        g_d = torch.addcmul(self.d * g_dsq2.unsqueeze(2), self.p, g_pd.unsqueeze(2))
+        return g_p, g_d.addcmul_(go, self.c.unsqueeze(2), value=-1.0)
+
+
+class _BatchNormSpec:
+    """What the kernels need from an ``nn.BatchNorm1d``: affine terms and statistics."""
+
+    def __init__(self, weight, bias, mean, var, eps, batch_stats):
+        self.mean, self.batch_stats = mean, batch_stats
+        self.invstd = torch.rsqrt(var + eps)
+        self.scale = self.invstd * weight
+        self.shift = bias - mean * self.scale
+
+    def grads(self, chunks_g_z_xhat, count):
+        """Terms of dL/dnorm that couple the edges, from a first pass over the chunks."""
+        sum_gz = sum_gzx = 0
+        for g_z, xhat in chunks_g_z_xhat:
+            sum_gz = sum_gz + g_z.flatten(0, -2).sum(0)
+            sum_gzx = sum_gzx + (g_z * xhat).flatten(0, -2).sum(0)
+        return sum_gz, sum_gzx, sum_gz / count, sum_gzx / count
+
+    def grad_norm(self, g_z, xhat, mean_gz, mean_gzx):
+        if self.batch_stats:
+            return (g_z - mean_gz - xhat * mean_gzx).mul_(self.scale)
+        return g_z * self.scale
+
+
+def _backward(spec, n_rows, per_row, count, state_of, grad_out_of, scatter, slope):
+    """The two backward passes shared by both kernels; returns dL/dweight, dL/dbias."""
+
+    def scalars(r0, r1):
+        t = state_of(r0, r1)
+        go = grad_out_of(r0, r1)
+        g_s, g_c, g_dot = t.grad_s(go, slope)
+        g_z = g_s / t.norm
+        return t, go, g_s, g_c, g_dot, g_z, (t.norm - spec.mean) * spec.invstd
+
+    chunks = list(_chunks(n_rows, per_row, spec.mean.device))
+    mean_gz = mean_gzx = None
+    if spec.batch_stats:  # batch statistics couple all rows: first pass for their gradient
+        sum_gz, sum_gzx, mean_gz, mean_gzx = spec.grads(
+            (scalars(r0, r1)[5:] for r0, r1 in chunks), count
+        )
+    else:
+        sum_gz = sum_gzx = 0
+    for r0, r1 in chunks:
+        t, go, g_s, g_c, g_dot, g_z, xhat = scalars(r0, r1)
+        if not spec.batch_stats:
+            sum_gz = sum_gz + g_z.flatten(0, -2).sum(0)
+            sum_gzx = sum_gzx + (g_z * xhat).flatten(0, -2).sum(0)
+        g_norm = spec.grad_norm(g_z, xhat, mean_gz, mean_gzx)
+        scatter(r0, r1, *t.grad_inputs(go, g_s, g_c, g_dot, g_norm))
+    return sum_gzx, sum_gz
+
+
+def _component_major(v: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+    """Rows ``r0:r1`` of channel-major ``[M, C, 3]`` as ``[R, 1, 3, C]``, contiguous: the
+    edge layout with one neighbour, where the kernels' elementwise loops vectorise."""
+    return v[r0:r1].transpose(1, 2).unsqueeze(1).contiguous()
+
+
+class _VNPointTail(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, d, weight, bias, mean, var, batch_stats, eps, slope):
+        spec = _BatchNormSpec(weight, bias, mean, var, eps, batch_stats)
+        out = torch.empty_like(p)
+        for r0, r1 in _chunks(p.shape[0], p.shape[1], p.device):
+            t = _Tail(_component_major(p, r0, r1), _component_major(d, r0, r1),
+                      spec.scale, spec.shift, slope)
+            out[r0:r1] = t.output().squeeze(1).transpose(1, 2)
+        ctx.save_for_backward(p, d, weight, bias, mean, var)
+        ctx.args = (batch_stats, eps, slope)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        p, d, weight, bias, mean, var = ctx.saved_tensors
+        batch_stats, eps, slope = ctx.args
+        spec = _BatchNormSpec(weight, bias, mean, var, eps, batch_stats)
+        g_p, g_d = torch.empty_like(p), torch.empty_like(d)
+        shared = d.shape[1] == 1 and p.shape[1] != 1
+
+        def scatter(r0, r1, gp, gd):
+            g_p[r0:r1] = gp.squeeze(1).transpose(1, 2)
+            gd = gd.squeeze(1).transpose(1, 2)
+            g_d[r0:r1] = gd.sum(1, keepdim=True) if shared else gd
+
+        g_w, g_b = _backward(
+            spec, p.shape[0], p.shape[1], p.shape[0],
+            lambda r0, r1: _Tail(_component_major(p, r0, r1), _component_major(d, r0, r1),
+                                 spec.scale, spec.shift, slope),
+            lambda r0, r1: _component_major(grad_out, r0, r1), scatter, slope,
+        )
+        return g_p, g_d, g_w, g_b, None, None, None, None, None
+
+
+class _VNEdgeMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pa, pb, da, db, rows, weight, bias, mean, var, batch_stats, eps, slope):
+        spec = _BatchNormSpec(weight, bias, mean, var, eps, batch_stats)
+        k, channels = rows.shape[1], pb.shape[-1]
+        out = torch.empty_like(pb)
+        for r0, r1 in _chunks(pb.shape[0], k * channels, pb.device):
+            p = _edge_vectors(pa, pb, rows, r0, r1)
+            d = _edge_vectors(da, db, rows, r0, r1)
+            torch.sum(_Tail(p, d, spec.scale, spec.shift, slope).output(), 1, out=out[r0:r1])
+        ctx.save_for_backward(pa, pb, da, db, rows, weight, bias, mean, var)
+        ctx.args = (batch_stats, eps, slope)
+        return out.div_(k)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        pa, pb, da, db, rows, weight, bias, mean, var = ctx.saved_tensors
+        batch_stats, eps, slope = ctx.args
+        spec = _BatchNormSpec(weight, bias, mean, var, eps, batch_stats)
+        n_rows, k, channels = pb.shape[0], rows.shape[1], pb.shape[-1]
+        grad_edge = (grad_out / k).unsqueeze(1)  # each edge's share of its point's mean
+        g_pa, g_da = torch.zeros_like(pa), torch.zeros_like(da)
+        g_pb, g_db = torch.empty_like(pb), torch.empty_like(db)
+
+        def state(r0, r1):
+            p = _edge_vectors(pa, pb, rows, r0, r1)
+            d = _edge_vectors(da, db, rows, r0, r1)
+            return _Tail(p, d, spec.scale, spec.shift, slope)
+
+        def scatter(r0, r1, gp, gd):
+            index = rows[r0:r1].reshape(-1)
+            g_pa.index_add_(0, index, gp.flatten(0, 1))
+            g_da.index_add_(0, index, gd.flatten(0, 1))
+            torch.sum(gp, 1, out=g_pb[r0:r1])
+            torch.sum(gd, 1, out=g_db[r0:r1])
+
+        g_w, g_b = _backward(
+            spec, n_rows, k * channels, n_rows * k, state,
+            lambda r0, r1: grad_edge[r0:r1], scatter, slope,
+        )
+        return g_pa, g_pb, g_da, g_db, None, g_w, g_b, None, None, None, None, None
+
+
+def _edge_vectors(nb, ctr, rows, r0, r1):
+    """``nb[rows] + ctr`` for the points ``r0:r1``: ``[R, k, 3, C]``."""
+    k = rows.shape[1]
+    edges = nb.index_select(0, rows[r0:r1].reshape(-1)).view(r1 - r0, k, *nb.shape[1:])
+    return edges.add_(ctr[r0:r1].unsqueeze(1))
+
+
+@torch.no_grad()
+def _norm_stats(norms_of, n_rows: int, per_row: int, device: torch.device):
+    """Mean and biased variance per channel of the norms (Chan's pairwise merge of chunks)."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for r0, r1 in _chunks(n_rows, per_row, device):
+        norm = norms_of(r0, r1)
+        norm = norm.reshape(-1, norm.shape[-1])
+        n, chunk_mean = norm.shape[0], norm.mean(0)
+        chunk_m2 = (norm - chunk_mean).square_().sum(0)
+        delta, total = chunk_mean - mean, count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + chunk_m2 + delta.square() * (count * n / total)
+        count = total
+    return mean, m2 / count, count
+
+
+def _statistics(bn: nn.BatchNorm1d, norms_of, n_rows: int, per_row: int, device):
+    """(mean, var, batch_stats) as ``nn.BatchNorm1d`` uses them, updating running stats."""
+    if not (bn.training or not bn.track_running_stats):
+        return bn.running_mean, bn.running_var, False
+    mean, var, count = _norm_stats(norms_of, n_rows, per_row, device)
+    if bn.training and bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked += 1
+            momentum = bn.momentum
+            if momentum is None:  # cumulative moving average
+                momentum = 1.0 / float(bn.num_batches_tracked)
+            bn.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            unbiased = var * (count / max(count - 1, 1))
+            bn.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+    return mean, var, True
+
+
+def vn_batchnorm_leaky_relu(
+    p: torch.Tensor, d: torch.Tensor, bn: nn.BatchNorm1d, negative_slope: float
+) -> torch.Tensor:
+    """Fused ``vn_leaky_relu(VNBatchNorm(p), d)`` for ``p`` ``[..., C, 3]`` and directions
+    ``d`` ``[..., C or 1, 3]``; ``bn`` normalises the norms of ``p`` (see :mod:`this module
+    <zoo.models.vn_kernels>`)."""
+    shape = p.shape
+    p = p.reshape(-1, *shape[-2:])
+    d = d.reshape(-1, *d.shape[-2:])
+    p_rows = p.detach()
+    mean, var, batch_stats = _statistics(
+        bn, lambda r0, r1: _sum3(p_rows[r0:r1], p_rows[r0:r1]).sqrt_().add_(EPS),
+        p.shape[0], p.shape[1], p.device,
+    )
+    out = _VNPointTail.apply(
+        p, d, bn.weight, bn.bias, mean, var, batch_stats, bn.eps, negative_slope
+    )
+    return out.view(shape)
+
+
+def vn_edge_mean(
+    pa: torch.Tensor,
+    pb: torch.Tensor,
+    da: torch.Tensor,
+    db: torch.Tensor,
+    idx: torch.Tensor,
+    bn: nn.BatchNorm1d,
+    negative_slope: float,
+) -> torch.Tensor:
+    """Fused edge tail of a VN-DGCNN layer, mean-pooled over the neighbours.
+
+    Parameters
+    ----------
+    pa, pb
+        Neighbour and centre parts of the feature map, ``[B, N, 3, C]`` (component-major,
+        contiguous): the pre-activation of edge ``(i, j)`` is ``pa[j] + pb[i]``.
+    da, db
+        The same for the direction map.
+    idx
+        ``[B, N, k]`` neighbour indices within each cloud.
+    bn
+        Batch norm of the edge norms (training: batch statistics, and its running statistics
+        are updated as ``nn.BatchNorm1d`` would; eval: its running statistics).
+    negative_slope
+        Of the VN LeakyReLU.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, N, 3, C]``: ``vn_edge_activations(...).mean(2)``, transposed.
+    """
+    batch, points, k = idx.shape
+    shape = pb.shape
+    rows = (idx + torch.arange(batch, device=idx.device).view(-1, 1, 1) * points).reshape(-1, k)
+    flat = [t.reshape(batch * points, 3, shape[-1]) for t in (pa, pb, da, db)]
+    pa_rows, pb_rows = flat[0].detach(), flat[1].detach()
+
+    def norms(r0, r1):
+        p = _edge_vectors(pa_rows, pb_rows, rows, r0, r1)
+        return _sum3(p, p).sqrt_().add_(EPS)
+
+    mean, var, batch_stats = _statistics(bn, norms, batch * points, k * shape[-1], pb.device)
+    out = _VNEdgeMean.apply(
+        *flat, rows, bn.weight, bn.bias, mean, var, batch_stats, bn.eps, negative_slope
+    )
+    return out.view(shape)

@@ -1,0 +1,369 @@
+"""Vector Neuron layers (Deng et al., ICCV 2021, "Vector Neurons: A General Framework for
+SO(3)-Equivariant Networks"), written for the zoo's relaxation interface.
+
+A VN feature is a list of ``C`` 3D vectors per point, stored channel-major as ``[..., C, 3]``.
+Every linear map of the network mixes channels only (``y_o = sum_c W_oc x_c``), so it commutes
+with any rotation acting on the 3-axis.
+
+Relaxation sites are the modules deriving from :class:`VNSite` (every VN linear layer and every
+learned direction map). Their first input is the *flattened* feature ``[..., 3 * C_in]``
+(``x.flatten(-2)`` of ``[..., C_in, 3]``, index ``3 * c + i``) and their output is
+``[..., 3 * C_out]``, so a relaxed model's dense branch acts on the flattened ``C x 3`` features
+with :class:`~zoo.relax.representations.VectorChannelsRep` on both sides, whose Lie derivative
+vanishes exactly for ``W = A kron I_3`` (the VN layers themselves).
+
+Differences from the reference code (``FlyingGiraffe/vnn``), each for a reason:
+
+- features are ``[B, N, C, 3]`` instead of ``[B, C, 3, N]`` (the site layout above; the
+  neighbour axis of edge features comes before the channels);
+- a linear layer whose input ends with channels that are the same for every point (the cloud
+  mean concatenated to each point) takes ``shared_tail`` and applies that part of the weight once
+  per cloud instead of once per point: the same function at half the cost in the invariant layer;
+- edge convolutions (DGCNN) apply their linear maps per point (:class:`VNEdgeLinear`), and the
+  batch norm + LeakyReLU tails run in fused kernels (:mod:`zoo.models.vn_kernels`): the same
+  function and gradients, several times faster on a CPU;
+- :class:`VNStdFeature` returns its invariants frame-axis first, a fixed permutation of the
+  reference's order (the head's first linear layer absorbs it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from zoo.models.base import GroupElement, RelaxationSite, ZooModel
+from zoo.models.vn_kernels import (
+    EPS,
+    gather_neighbours,
+    knn,
+    vn_batchnorm_leaky_relu,
+    vn_leaky_relu,
+    vn_matmul,
+)
+from zoo.relax.representations import VectorChannelsRep
+
+
+class VNSite(nn.Module):
+    """Base of the modules that are relaxation sites (see the module docstring)."""
+
+    in_channels: int
+    out_channels: int
+
+    def site_reps(self) -> tuple[VectorChannelsRep, VectorChannelsRep]:
+        """Representations of the flattened first input and of the output."""
+        return VectorChannelsRep(self.in_channels), VectorChannelsRep(self.out_channels)
+
+
+class VNLinear(VNSite):
+    """VN linear layer ``[..., 3 * C_in] -> [..., 3 * C_out]`` (flattened channel-major vectors).
+
+    Parameters
+    ----------
+    in_channels, out_channels
+        Numbers of vector channels. No bias: a bias vector would break equivariance.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        # The reference's nn.Linear(bias=False) initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor, shared_tail: int = 0) -> torch.Tensor:
+        v = x.unflatten(-1, (self.in_channels, 3))
+        return vn_matmul(self.weight, v, shared_tail).flatten(-2)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}"
+
+
+class VNEdgeLinear(VNSite):
+    """VN linear layer of the edge feature ``[x_j - x_i, x_i]`` (VN-DGCNN), evaluated per point.
+
+    ``W [x_j - x_i, x_i] = W1 x_j + (W2 - W1) x_i``, so the map runs once per point instead of
+    once per edge (``k`` times cheaper). Holds the reference's weight ``W = [W1, W2]``
+    (``[C_out, 2 C_in]``); for point features ``[..., 3 C_in]`` returns ``[..., 3 * 2 C_out]``:
+    ``W1 x`` (neighbour part) then ``(W2 - W1) x`` (centre part), and edge ``(i, j)`` gets
+    ``out[j, :C_out] + out[i, C_out:]``.
+
+    A relaxed model's branch here reads ``x_i`` and writes both parts, so the edge receives
+    ``g_nb(x_j) + g_ctr(x_i)``: for the linear branch form exactly the dense maps of the
+    flattened edge feature, at a ``k``-th of their cost.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels, self.edge_out_channels = in_channels, out_channels
+        self.out_channels = 2 * out_channels
+        self.weight = nn.Parameter(torch.empty(out_channels, 2 * in_channels))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w_nb, w_ctr = self.weight.split(self.in_channels, dim=1)
+        stacked = torch.cat([w_nb, w_ctr - w_nb], dim=0)
+        return vn_matmul(stacked, x.unflatten(-1, (self.in_channels, 3))).flatten(-2)
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The neighbour and centre parts of an output ``[B, N, 3 * 2 C_out]``, each
+        component-major ``[B, N, 3, C_out]`` and contiguous (the layout of the edge kernel)."""
+        component_major = out.unflatten(-1, (self.out_channels, 3)).transpose(-1, -2)
+        nb, ctr = component_major.split(self.edge_out_channels, dim=-1)
+        return nb.contiguous(), ctr.contiguous()
+
+    def extra_repr(self) -> str:
+        return f"{2 * self.in_channels}, {self.edge_out_channels} (per point)"
+
+
+class VNBatchNorm(nn.Module):
+    """Batch normalisation of the vector norms; directions are kept.
+
+    Statistics are per channel over every leading position (batch, points, neighbours), like
+    the reference's ``BatchNorm1d``/``BatchNorm2d`` on ``[B, C, (N, (k))]`` norms.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.bn = nn.BatchNorm1d(num_features)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(v, dim=-1) + EPS
+        normed = self.bn(norm.reshape(-1, self.num_features)).view_as(norm)
+        return v * (normed / norm).unsqueeze(-1)
+
+
+class VNLeakyReLU(nn.Module):
+    """Standalone VN LeakyReLU with a learned direction map (a relaxation site)."""
+
+    def __init__(
+        self, in_channels: int, share_nonlinearity: bool = False, negative_slope: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.map_to_dir = VNLinear(in_channels, 1 if share_nonlinearity else in_channels)
+        self.negative_slope = negative_slope
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        d = self.map_to_dir(v.flatten(-2)).unflatten(-1, (-1, 3))
+        return vn_leaky_relu(v, d, self.negative_slope)
+
+
+class VNLinearLeakyReLU(nn.Module):
+    """VN linear layer, VN batch norm and VN LeakyReLU, the reference's building block.
+
+    The direction map reads the block's *input* (as in the reference), not the linear output.
+
+    Parameters
+    ----------
+    in_channels, out_channels
+        Vector channels.
+    share_nonlinearity
+        One direction for every output channel instead of one each.
+    negative_slope
+        LeakyReLU slope (0 is the VN ReLU).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        share_nonlinearity: bool = False,
+        negative_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+        self.map_to_feat = VNLinear(in_channels, out_channels)
+        self.batchnorm = VNBatchNorm(out_channels)
+        self.map_to_dir = VNLinear(in_channels, 1 if share_nonlinearity else out_channels)
+
+    def forward(self, v: torch.Tensor, shared_tail: int = 0) -> torch.Tensor:
+        """``[..., C_in, 3] -> [..., C_out, 3]``; see :func:`vn_matmul` for ``shared_tail``."""
+        flat = v.flatten(-2)
+        p = self.map_to_feat(flat, shared_tail).unflatten(-1, (-1, 3))
+        d = self.map_to_dir(flat, shared_tail).unflatten(-1, (-1, 3))
+        return vn_batchnorm_leaky_relu(p, d, self.batchnorm.bn, self.negative_slope)
+
+
+class VNMaxPool(nn.Module):
+    """Max pooling over the set axis (dim ``-3``), per channel, of the vector that points
+    furthest along a learned direction (``argmax <v, d>``)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.map_to_dir = VNLinear(channels, channels)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        d = self.map_to_dir(v.flatten(-2)).unflatten(-1, (-1, 3))
+        best = (v * d).sum(-1).argmax(dim=-2, keepdim=True)  # [..., 1, C]
+        index = best.unsqueeze(-1).expand(*best.shape, 3)
+        return v.gather(-3, index).squeeze(-3)
+
+
+def mean_pool(v: torch.Tensor) -> torch.Tensor:
+    """Mean over the set axis (dim ``-3``) of ``[..., S, C, 3]`` features."""
+    return v.mean(dim=-3)
+
+
+class VNStdFeature(nn.Module):
+    """Invariant features: coordinates of every vector in a learned equivariant frame.
+
+    Two VN blocks (``C -> C/2 -> C/4``) and a VN linear layer give three vectors ``z_k`` per
+    point; the output is ``<v_c, z_k>`` for every channel ``c`` and ``k``, invariant under
+    rotations (and reflections, which flip both).
+
+    Parameters
+    ----------
+    in_channels
+        ``C``.
+    normalize_frame
+        Orthonormalise the frame (Gram-Schmidt on two predicted vectors, then their cross
+        product). The classifiers use ``False``, as in the reference.
+    share_nonlinearity, negative_slope
+        Of the two VN blocks.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        normalize_frame: bool = False,
+        share_nonlinearity: bool = False,
+        negative_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.normalize_frame = normalize_frame
+        self.vn1 = VNLinearLeakyReLU(
+            in_channels, in_channels // 2, share_nonlinearity, negative_slope
+        )
+        self.vn2 = VNLinearLeakyReLU(
+            in_channels // 2, in_channels // 4, share_nonlinearity, negative_slope
+        )
+        self.vn_lin = VNLinear(in_channels // 4, 2 if normalize_frame else 3)
+
+    def forward(self, v: torch.Tensor, shared_tail: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[..., C, 3]`` -> (invariant ``[..., 3, C]``: ``<z_k, v_c>`` at ``[..., k, c]``;
+        frame ``[..., 3, 3]`` with rows ``z_k``).
+
+        The invariants come out frame-axis first (the reference orders them ``[c, k]``): one
+        product ``frame @ v^T`` per point, without a transpose of the large feature tensor.
+        Flattened, they are a fixed permutation of the reference's features.
+        """
+        z = self.vn2(self.vn1(v, shared_tail))
+        frame = self.vn_lin(z.flatten(-2)).unflatten(-1, (-1, 3))
+        if self.normalize_frame:
+            u1 = frame[..., 0, :]
+            u1 = u1 / (torch.linalg.vector_norm(u1, dim=-1, keepdim=True) + EPS)
+            v2 = frame[..., 1, :]
+            v2 = v2 - (v2 * u1).sum(-1, keepdim=True) * u1
+            u2 = v2 / (torch.linalg.vector_norm(v2, dim=-1, keepdim=True) + EPS)
+            frame = torch.stack([u1, u2, torch.linalg.cross(u1, u2, dim=-1)], dim=-2)
+        return torch.matmul(frame, v.transpose(-1, -2)), frame
+
+
+def graph_feature_cross(points: torch.Tensor, k: int) -> torch.Tensor:
+    """VN-PointNet's first-layer edge features ``[B, N, k, 3, 3]`` of a cloud ``[B, N, 3]``.
+
+    Channels per edge ``(i, j)``, ``j`` among the ``k`` nearest neighbours of ``i``:
+    ``x_j - x_i``, ``x_i`` and ``x_j x x_i`` (the reference's order; the cross product makes
+    the network equivariant to rotations but not to reflections).
+    """
+    idx = knn(points, k)
+    neighbours = gather_neighbours(points, idx)
+    centre = points.unsqueeze(2).expand_as(neighbours)
+    cross = torch.linalg.cross(neighbours, centre, dim=-1)
+    return torch.stack([neighbours - centre, centre, cross], dim=-2)
+
+
+def classifier_head(
+    in_features: int,
+    hidden: tuple[int, ...],
+    num_classes: int,
+    negative_slope: float,
+    dropout: float,
+    dropout_before_norm: bool,
+) -> nn.Sequential:
+    """The invariant MLP head: ``Linear -> BatchNorm -> (Leaky)ReLU`` per hidden width, then a
+    linear layer to the logits.
+
+    ``dropout_before_norm``: VN-PointNet's head (dropout between the linear layer and the norm,
+    every hidden layer but the first); otherwise VN-DGCNN's (dropout after each activation).
+    """
+    layers: list[nn.Module] = []
+    width_in = in_features
+    for i, width in enumerate(hidden):
+        layers.append(nn.Linear(width_in, width))
+        if dropout_before_norm and i > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.BatchNorm1d(width), nn.LeakyReLU(negative_slope)]
+        if not dropout_before_norm:
+            layers.append(nn.Dropout(dropout))
+        width_in = width
+    layers.append(nn.Linear(width_in, num_classes))
+    return nn.Sequential(*layers)
+
+
+def drop_running_stats(module: nn.Module) -> None:
+    """Make every batch norm inside ``module`` use batch statistics in eval mode too, with no
+    running-statistics buffers.
+
+    For the ``tiny`` test presets: the shared architecture suite compares ``state_dict`` tensors
+    before and after training-mode forward passes, which running statistics would change.
+    """
+    for bn in module.modules():
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            bn.track_running_stats = False
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                bn.register_buffer(name, None)
+
+
+class PointCloudClassifier(ZooModel):
+    """What the VN classifiers share: point-cloud input ``[B, N, 3]``, invariant logits, the
+    group action for :mod:`zoo.testing` and the relaxation sites (every :class:`VNSite`)."""
+
+    k: int
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output logits (classes)."""
+        return int(self.model_args["num_classes"])
+
+    def check_points(self, points: torch.Tensor) -> None:
+        """Raise a clear error for anything but ``[B, N, 3]`` floats with ``N >= k``."""
+        if points.dim() != 3 or points.shape[-1] != 3 or not points.is_floating_point():
+            raise ValueError(
+                f"expected float points [batch, points, 3], got {tuple(points.shape)} "
+                f"{points.dtype}"
+            )
+        if points.shape[1] < self.k:
+            raise ValueError(f"need at least k={self.k} points per cloud, got {points.shape[1]}")
+
+    def relaxation_sites(self) -> list[RelaxationSite]:
+        """Every VN linear layer and learned direction map, in module order."""
+        return [
+            RelaxationSite(name, *module.site_reps())
+            for name, module in self.named_modules()
+            if isinstance(module, VNSite)
+        ]
+
+    def example_inputs(
+        self, generator: torch.Generator, dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """Two clouds of ``max(24, k + 8)`` Gaussian points (no kNN ties, almost surely)."""
+        n = max(24, self.k + 8)
+        return torch.randn(2, n, 3, generator=generator, dtype=torch.float64).to(dtype)
+
+    def set_size(self, inputs: torch.Tensor) -> torch.Tensor:
+        batch, points = inputs.shape[:2]
+        return torch.arange(batch, device=inputs.device).repeat_interleave(points)
+
+    def act_on_inputs(self, inputs: torch.Tensor, g: GroupElement) -> torch.Tensor:
+        out = inputs @ g.rotation.T.to(inputs.dtype)
+        if g.translation is not None:
+            out = out + g.translation.to(inputs.dtype)
+        if g.permutation is not None:
+            out = out.reshape(-1, 3)[g.permutation].reshape(inputs.shape)
+        return out
+
+    def act_on_outputs(self, outputs: dict[str, torch.Tensor], g: GroupElement):
+        return {"logits": outputs["logits"]}  # invariant
