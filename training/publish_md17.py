@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from training.run_family import REGISTRY_BLOCK  # noqa: E402
 from zoo.hub.checkpoint import file_hashes  # noqa: E402
 from zoo.train.compare import publish_family  # noqa: E402
 
@@ -34,17 +35,6 @@ Reproduce: `python examples/md_aspirin.py {name} --dtype {dtype}`.
 """
 
 
-REGISTRY_BLOCK = """register_pretrained(PretrainedEntry(
-    name="{name}",
-    architecture="equiformer",
-    repo_id="zoo-models/{name}",
-    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
-    sha256={sha256},
-    dataset="{dataset}",
-    licence="MIT",
-    metrics={metrics},
-    description="{description}",
-))"""
 
 
 FINETUNE_RESULTS = ROOT / "benchmarks" / "results" / "finetune_ethanol.json"
@@ -122,7 +112,8 @@ def main() -> None:
         folder = args.output / name
         config = json.loads((folder / "config.json").read_text())
         print(REGISTRY_BLOCK.format(
-            name=name, sha256=json.dumps(file_hashes(folder), indent=8, sort_keys=True)
+            name=name, architecture="equiformer",
+            sha256=json.dumps(file_hashes(folder), indent=8, sort_keys=True)
             .replace("\n}", "\n    }"),
             dataset=f"rMD17 {args.molecule}, {config['data']['n_train']} training frames",
             metrics=json.dumps(config["metrics"]),

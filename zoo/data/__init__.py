@@ -60,67 +60,24 @@ __all__ = [
     "row_to_data",
     "to_data_list",
     "validate_frame",
-    # ModelNet40 (zoo.data.modelnet40), exported lazily, see __getattr__
-    "MODELNET40_CLASSES",
-    "MODELNET40_MD5",
-    "MODELNET40_SPLITS",
-    "MODELNET40_URL",
-    "download_modelnet40",
-    "load_modelnet40",
-    "modelnet40_classes",
-    "modelnet40_tensors",
-    "random_rotations",
-    "rotate_points",
-    "sample_points",
-    # charged N-body (zoo.data.nbody), exported lazily, see __getattr__
-    "NBODY_SHA256",
-    "NBODY_SPLITS",
-    "NBODY_SPLIT_SEEDS",
-    "generate_nbody",
-    "load_nbody",
-    "nbody_to_data_list",
-    "simulate_charged",
-    # smoke plume (zoo.data.smoke), exported lazily
-    "SMOKE_SPLITS",
-    "generate_smoke",
-    "load_smoke",
-    "simulate_smoke",
 ]
 
-# Lazy, so that `python -m zoo.data.nbody` does not find its module already imported (runpy
-# warns about that) and plain rMD17 users do not pay for it.
-_LAZY = {
-    name: "zoo.data.nbody"
-    for name in (
-        "NBODY_SHA256",
-        "NBODY_SPLITS",
-        "NBODY_SPLIT_SEEDS",
-        "generate_nbody",
-        "load_nbody",
-        "nbody_to_data_list",
-        "simulate_charged",
-    )
+# Lazy, so that `python -m zoo.data.nbody` (or smoke) does not find its module already imported
+# (runpy warns about that) and plain rMD17 users do not pay for them.
+_LAZY_MODULES = {
+    "zoo.data.modelnet40": (
+        "MODELNET40_CLASSES", "MODELNET40_MD5", "MODELNET40_SPLITS", "MODELNET40_URL",
+        "download_modelnet40", "load_modelnet40", "modelnet40_classes", "modelnet40_tensors",
+        "random_rotations", "rotate_points", "sample_points",
+    ),
+    "zoo.data.nbody": (
+        "NBODY_SHA256", "NBODY_SPLITS", "NBODY_SPLIT_SEEDS", "generate_nbody", "load_nbody",
+        "nbody_to_data_list", "simulate_charged",
+    ),
+    "zoo.data.smoke": ("SMOKE_SPLITS", "generate_smoke", "load_smoke", "simulate_smoke"),
 }
-_LAZY.update({
-    name: "zoo.data.smoke"
-    for name in ("SMOKE_SPLITS", "generate_smoke", "load_smoke", "simulate_smoke")
-})
-_LAZY.update(
-    (name, "zoo.data.modelnet40")
-    for name in (
-        "MODELNET40_CLASSES",
-        "MODELNET40_MD5",
-        "MODELNET40_SPLITS",
-        "MODELNET40_URL",
-        "download_modelnet40",
-        "load_modelnet40",
-        "modelnet40_classes",
-        "modelnet40_tensors",
-        "random_rotations",
-        "rotate_points",
-        "sample_points",
-    )
-)
+_LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+__all__ += sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

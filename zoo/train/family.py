@@ -58,8 +58,18 @@ class TrainingFamily:
         raise NotImplementedError
 
     def build_model(self, recipe: dict[str, Any], train: Any, init_from: str | None):
-        """The unrelaxed model, fresh (fitted to ``train`` where needed) or from a published one."""
-        raise NotImplementedError
+        """The unrelaxed model, fresh (fitted to ``train`` where needed) or from a published one.
+
+        The default builds the recipe's architecture and preset, or loads ``init_from``.
+        """
+        if init_from is not None:
+            from zoo.hub.load import load
+
+            return load(init_from)
+        from zoo._registry import create_model
+
+        cfg = recipe["model"]
+        return create_model(cfg["architecture"], cfg["preset"], **cfg["args"])
 
     def make_task(self, model, recipe: dict[str, Any], train: Any, val: Any):
         """The Lightning module that trains ``model``."""
@@ -100,6 +110,18 @@ class TrainingFamily:
         if not finite:
             return math.nan
         return max(finite) if self.higher_is_better else min(finite)
+
+
+def equivariance_errors_on(model, inputs: Any) -> dict[str, float]:
+    """Largest relative equivariance error of ``model`` on ``inputs`` in float32 and float64
+    (3 significant digits, as cards and configs record it)."""
+    from zoo.testing import equivariance_report
+
+    out = {}
+    for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
+        report = equivariance_report(model, inputs=inputs, dtype=dtype)
+        out[name] = float(f"{max(report.values()):.3g}")
+    return out
 
 
 def register_family(family_cls: type[TrainingFamily]) -> type[TrainingFamily]:

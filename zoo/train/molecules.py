@@ -9,7 +9,7 @@ import torch
 from torch_geometric.data import Data
 
 from zoo.testing import random_rotation
-from zoo.train.family import TrainingFamily, register_family
+from zoo.train.family import TrainingFamily, equivariance_errors_on, register_family
 
 
 def rows_to_data(dataset: Any, dtype: torch.dtype) -> list[Data]:
@@ -161,14 +161,8 @@ class RMD17Family(TrainingFamily):
     def equivariance_errors(self, model, data: list) -> dict[str, float]:
         from torch_geometric.data import Batch
 
-        from zoo.testing import equivariance_report
-
         inputs = Batch.from_data_list([Data(z=g.z, pos=g.pos) for g in data[:3]])
-        out = {}
-        for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
-            report = equivariance_report(model, inputs=inputs, dtype=dtype)
-            out[name] = float(f"{max(report.values()):.3g}")
-        return out
+        return equivariance_errors_on(model, inputs)
 
     def load_test(self, data_cfg: dict[str, Any], root: str | None, dtype: torch.dtype):
         from zoo.data import load_rmd17

@@ -8,7 +8,7 @@ import torch
 from torch_geometric.data import Batch
 
 from zoo.train.card import generic_card, model_index
-from zoo.train.family import TrainingFamily, register_family
+from zoo.train.family import TrainingFamily, equivariance_errors_on, register_family
 from zoo.train.molecules import sample_rotations
 from zoo.train.task import RelaxedTask
 
@@ -110,16 +110,6 @@ class NBodyFamily(TrainingFamily):
             for split, n in sizes.items()
         )
 
-    def build_model(self, recipe: dict[str, Any], train: list, init_from: str | None):
-        if init_from is not None:
-            from zoo.hub.load import load
-
-            return load(init_from)
-        from zoo._registry import create_model
-
-        cfg = recipe["model"]
-        return create_model(cfg["architecture"], cfg["preset"], **cfg["args"])
-
     def make_task(self, model, recipe: dict[str, Any], train: list, val: list):
         return NBodyTask(model, recipe, train, val)
 
@@ -127,16 +117,10 @@ class NBodyFamily(TrainingFamily):
         return evaluate_nbody(model, data, batch_size)
 
     def equivariance_errors(self, model, data: list) -> dict[str, float]:
-        from zoo.testing import equivariance_report
-
         inputs = Batch.from_data_list(
             [g.__class__(pos=g.pos, vel=g.vel, charge=g.charge) for g in data[:3]]
         )
-        out = {}
-        for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
-            report = equivariance_report(model, inputs=inputs, dtype=dtype)
-            out[name] = float(f"{max(report.values()):.3g}")
-        return out
+        return equivariance_errors_on(model, inputs)
 
     def load_test(self, data_cfg: dict[str, Any], root: str | None, dtype: torch.dtype):
         from zoo.data.nbody import load_nbody, nbody_to_data_list

@@ -16,7 +16,7 @@ from torch.utils.data import TensorDataset
 
 from zoo.testing import random_rotation
 from zoo.train.card import generic_card, model_index
-from zoo.train.family import TrainingFamily, register_family
+from zoo.train.family import TrainingFamily, equivariance_errors_on, register_family
 from zoo.train.task import RelaxedTask
 
 # Seed of the fixed per-shape rotations of the validation and test clouds.
@@ -188,16 +188,6 @@ class ModelNet40Family(TrainingFamily):
             evaluation.append(TensorDataset(clouds, labels, torch.arange(len(labels))))
         return train, evaluation[0], evaluation[1]
 
-    def build_model(self, recipe: dict[str, Any], train, init_from: str | None):
-        if init_from is not None:
-            from zoo.hub.load import load
-
-            return load(init_from)
-        from zoo._registry import create_model
-
-        cfg = recipe["model"]
-        return create_model(cfg["architecture"], cfg["preset"], **cfg["args"])
-
     def make_task(self, model, recipe: dict[str, Any], train, val):
         return PointCloudTask(model, recipe, train, val)
 
@@ -207,14 +197,8 @@ class ModelNet40Family(TrainingFamily):
         return classification_metrics(predicted, labels, int(model.num_classes))
 
     def equivariance_errors(self, model, data) -> dict[str, float]:
-        from zoo.testing import equivariance_report
-
         clouds = data.tensors[0][:2]
-        out = {}
-        for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
-            report = equivariance_report(model, inputs=clouds, dtype=dtype)
-            out[name] = float(f"{max(report.values()):.3g}")
-        return out
+        return equivariance_errors_on(model, clouds)
 
     def load_test(self, data_cfg: dict[str, Any], root: str | None, dtype: torch.dtype):
         d = {**data_cfg, "root": root}

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from zoo.train.card import generic_card, model_index
-from zoo.train.family import TrainingFamily, register_family
+from zoo.train.family import TrainingFamily, equivariance_errors_on, register_family
 from zoo.train.task import RelaxedTask
 
 # Relaxation paper, Table 2 (RMSE, Rotation set).
@@ -151,16 +151,6 @@ class SmokeRotationFamily(TrainingFamily):
         test = {name: _limit(s[name], d["max_test"]) for name in ("future", "domain")}
         return _limit(s["train"], d["max_train"]), _limit(s["val"], d["max_val"]), test
 
-    def build_model(self, recipe: dict[str, Any], train, init_from: str | None):
-        if init_from is not None:
-            from zoo.hub.load import load
-
-            return load(init_from)
-        from zoo import create_model
-
-        cfg = recipe["model"]
-        return create_model(cfg["architecture"], cfg["preset"], **cfg["args"])
-
     def make_task(self, model, recipe: dict[str, Any], train, val):
         return SmokeTask(model, recipe, train, val)
 
@@ -173,14 +163,8 @@ class SmokeRotationFamily(TrainingFamily):
         }
 
     def equivariance_errors(self, model, data) -> dict[str, float]:
-        from zoo.testing import equivariance_report
-
         inputs = torch.stack([data["domain"][i][0] for i in range(2)])
-        out = {}
-        for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
-            report = equivariance_report(model, inputs=inputs, dtype=dtype)
-            out[name] = float(f"{max(report.values()):.3g}")
-        return out
+        return equivariance_errors_on(model, inputs)
 
     def load_test(self, data_cfg: dict[str, Any], root: str | None, dtype: torch.dtype):
         s = self._splits({"root": root}, dtype, ("future", "domain"))
