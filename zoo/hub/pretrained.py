@@ -333,3 +333,177 @@ register_pretrained(PretrainedEntry(
     metrics={"energy_mae": 13.0094, "forces_mae": 44.4326},
     description="standard training (no relaxation), 40 epochs, small preset",
 ))
+
+# --- EGNN, charged N-body (python training/run_family.py egnn-nbody) ---
+register_pretrained(PretrainedEntry(
+    name="egnn-nbody",
+    architecture="egnn",
+    repo_id="zoo-models/egnn-nbody",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "a624cfde5813d001a346d1423a97066c9dd61cd6c6d498be3751e0c517154818",
+        "comparison.png": "e42899a9e1533da855403394f500296671353bccc5047a40ec4de7f6a6cb5f11",
+        "config.json": "9735e2a3f637959b536ac5639c047f9467b7b23ce67043f0adc05d9bf69dfece",
+        "model.safetensors": "e1d7103642a791336a9f3f61bc47e7759fdb7a7351bc9c8f0106e4358f59ea0a",
+        "training_curves.png": "2e8d64f40e34b7f5bc3fea75e5b1251a366dcb78d6b73b759b137511ac85912b"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00903684},
+    description="none training, 200 epochs, seed 0",
+))
+register_pretrained(PretrainedEntry(
+    name="egnn-nbody.standard",
+    architecture="egnn",
+    repo_id="zoo-models/egnn-nbody.standard",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "43b458dba8046d58fcf76b871b7b4ea00f3e4d5c960a040709fc44fa922eeb42",
+        "comparison.png": "e42899a9e1533da855403394f500296671353bccc5047a40ec4de7f6a6cb5f11",
+        "config.json": "076049744f4fff9689e9d1ebe82f3b1b995199faa0fd4a0dfda0d23d5a857741",
+        "model.safetensors": "e1d7103642a791336a9f3f61bc47e7759fdb7a7351bc9c8f0106e4358f59ea0a",
+        "training_curves.png": "2e8d64f40e34b7f5bc3fea75e5b1251a366dcb78d6b73b759b137511ac85912b"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00903684},
+    description="none training, 200 epochs, seed 0",
+))
+register_pretrained(PretrainedEntry(
+    name="egnn-nbody.cr",
+    architecture="egnn",
+    repo_id="zoo-models/egnn-nbody.cr",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "b84a736dbc1588a1dc1e7f1cce6d29d514201f5f3398c8728f0d865a081cc30c",
+        "comparison.png": "e42899a9e1533da855403394f500296671353bccc5047a40ec4de7f6a6cb5f11",
+        "config.json": "4f6d39b12a1ac2e98c54d97f7fe6f19d250a66f7dab185647f8b20805accea6f",
+        "model.safetensors": "d0de50f0cfa531437aa3e35b08d2e488ea520f3e1d48286ebdbbb5ed513d7fc5",
+        "training_curves.png": "7d4296c4ae46dc4fe9f511083007938a4a6111c303a2e836aac90f1f7936df7f"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00922372},
+    description="cr training, 200 epochs, seed 1",
+))
+register_pretrained(PretrainedEntry(
+    name="egnn-nbody.ace",
+    architecture="egnn",
+    repo_id="zoo-models/egnn-nbody.ace",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "61fcf183ae518d70e9580cc9254470539ea6621ca4f8a0efd22044ba42d1ad0c",
+        "comparison.png": "e42899a9e1533da855403394f500296671353bccc5047a40ec4de7f6a6cb5f11",
+        "config.json": "dd83891720bc543049a3820200374feb9b316d064abf417bf8f67cd4ab831d34",
+        "model.safetensors": "e3453c048938d9f9cee1d69d2feadd68e35c3ebfe5bb36a7d96d29f938f7ee4d",
+        "training_curves.png": "adf4f1e91b247eab217a05b837f45a8b835f1788edf2b8fd6a02416a915303b8"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.0091798},
+    description="ace training, 200 epochs, seed 0",
+))
+register_pretrained(PretrainedEntry(
+    name="egnn-nbody.recm",
+    architecture="egnn",
+    repo_id="zoo-models/egnn-nbody.recm",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "438548c461294d80cb3aa42f373b2d83f89db5c844b708cbf16521935cec7930",
+        "comparison.png": "e42899a9e1533da855403394f500296671353bccc5047a40ec4de7f6a6cb5f11",
+        "config.json": "d5a692abaa2501d6f5391f6c071f5b5b2e70d06500a22cc07606568be36dbb0d",
+        "model.safetensors": "0597a2c539fe5cfea4039fde4f0f00dfea0820080e8602bac920cc4a3249282b",
+        "training_curves.png": "5e5b6a31dbeb20f69cd7459f06ebc95405c84a4c8c5d69d190295613edbfdccf"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00917758},
+    description="recm training, 200 epochs, seed 0",
+))
+
+# --- SEGNN, charged N-body (python training/run_family.py segnn-nbody) ---
+register_pretrained(PretrainedEntry(
+    name="segnn-nbody",
+    architecture="segnn",
+    repo_id="zoo-models/segnn-nbody",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "a8b649b1fe68deae029df89a5080e1b77e3b5ff8eb7e8fe557d158d95c2720ef",
+        "comparison.png": "83e6eda242e1670ec57a753d763ad52471e3f6a0963ee88171e98bdde6a69480",
+        "config.json": "8ae8c70f0794d019c174fa51e121bfb3190f9f663a105801a2969640fb514630",
+        "model.safetensors": "fc0a5ea323d79823d1e1466c9031506f2ad63e0041636993a37f26d94974923c",
+        "training_curves.png": "389397b7a103169dfc92cb1a9a0ec6425e360235c70f42fcfc544449d51956b6"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00700223},
+    description="none training, 80 epochs, seed 2",
+))
+register_pretrained(PretrainedEntry(
+    name="segnn-nbody.standard",
+    architecture="segnn",
+    repo_id="zoo-models/segnn-nbody.standard",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "ba278e2230f873164e5a9a8196df1a885e35fb36874b7832781fdc28270e0128",
+        "comparison.png": "83e6eda242e1670ec57a753d763ad52471e3f6a0963ee88171e98bdde6a69480",
+        "config.json": "0fbbbcb9ec545b91e58039bd28a30c5e71d5fa8823d8658cbf036d36677aaed8",
+        "model.safetensors": "fc0a5ea323d79823d1e1466c9031506f2ad63e0041636993a37f26d94974923c",
+        "training_curves.png": "389397b7a103169dfc92cb1a9a0ec6425e360235c70f42fcfc544449d51956b6"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00700223},
+    description="none training, 80 epochs, seed 2",
+))
+register_pretrained(PretrainedEntry(
+    name="segnn-nbody.cr",
+    architecture="segnn",
+    repo_id="zoo-models/segnn-nbody.cr",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "9d536a4f347c078a96d25c4147f63e102950a22247444f9df79bb5e8b4a95e2f",
+        "comparison.png": "83e6eda242e1670ec57a753d763ad52471e3f6a0963ee88171e98bdde6a69480",
+        "config.json": "135be4f8c3f92b9b48e2037681c934585e0468e4c553a9de7193704a7a7c981d",
+        "model.safetensors": "b5ad74b858316e9e16485fef89f0901450662c9d70f771ef3a6985481172d1bd",
+        "training_curves.png": "089c8d4ae20b75154e645ebc992b9c3d21aaafb848d5e2071561bee01fd71621"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00700823},
+    description="cr training, 80 epochs, seed 2",
+))
+register_pretrained(PretrainedEntry(
+    name="segnn-nbody.ace",
+    architecture="segnn",
+    repo_id="zoo-models/segnn-nbody.ace",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "a3733a4f690acb1a0a9887f94bdf54015660f5f2383286eb04c38943c0044ba2",
+        "comparison.png": "83e6eda242e1670ec57a753d763ad52471e3f6a0963ee88171e98bdde6a69480",
+        "config.json": "2ae235ed0581b981d4954c7cc946e64b9a5d976e574172e8d335ee20fe0fa94d",
+        "model.safetensors": "dd4f1b15c32a650da49e744b8d1400da84e59e532530ab4ca05808151a735876",
+        "training_curves.png": "83552e801220ec0646e63957fafc32d9bbcb1e37b055ace272be6d8e0c789881"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00735198},
+    description="ace training, 80 epochs, seed 2",
+))
+register_pretrained(PretrainedEntry(
+    name="segnn-nbody.recm",
+    architecture="segnn",
+    repo_id="zoo-models/segnn-nbody.recm",
+    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
+    sha256={
+        "README.md": "de5f6c3370954bc9aed60112ad770b7f2c7071019d9d733f046d6408b4900541",
+        "comparison.png": "83e6eda242e1670ec57a753d763ad52471e3f6a0963ee88171e98bdde6a69480",
+        "config.json": "62f2a5cb781acb5c1b4fcbd5ee000b60b58dcd17713f1c6125947570856c1c3c",
+        "model.safetensors": "bbea2d256a2b07710f6068dd0a8014a95ce2e795c72439709c58e048faad0591",
+        "training_curves.png": "91a894ba8a966c15e6651736689c8836bcedb40436241d8736a32936d7b122ce"
+    },
+    dataset="charged N-body (5 particles)",
+    licence="MIT",
+    metrics={"mse": 0.00727724},
+    description="recm training, 80 epochs, seed 2",
+))

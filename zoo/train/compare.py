@@ -162,7 +162,8 @@ def comparison_section(variants: list[dict[str, Any]], dataset: str, best: str,
         lines += [
             "Mean ± standard deviation over the seeds; each variant's published weights are its "
             "seed with the best validation metric. Final levels: each relaxed layer's level at the "
-            "end of training (mean over seeds), before projection.",
+            "end of training (mean over seeds), before projection. Wall time: mean per run, as "
+            "measured (hardware in each card's training section).",
             "",
         ]
     lines += [
@@ -247,10 +248,12 @@ def publish_family(plain_name: str, run_dirs: list[Path], output: Path,
                 "SE(3)-equivariant model.", STANDARD_SENTENCE,
             )
         card = card.replace(f"# {run['variant']}\n", f"# {name}\n", 1)
+        card = card.replace(f"- name: {run['variant']}\n", f"- name: {name}\n", 1)  # model-index
         card = card.replace(f'zoo.load("{run["variant"]}")', f'zoo.load("{name}")')
         if name == plain_name:
             criterion = (f"test {family.primary_metric}" if family.select_on == "test"
-                         else f"validation {family.validation_curve} (mean over seeds)")
+                         else f"mean validation metric over seeds (`{family.validation_curve}`, "
+                         "projected model)")
             card = card.replace(
                 f"# {name}\n",
                 f"# {name}\n\nThe best of the variants below by {criterion}: "
