@@ -116,6 +116,13 @@ class SmokeModel(ZooModel):
         x = torch.randn(2, 2 * self.in_frames, 16, 16, generator=generator, dtype=torch.float64)
         return x.to(dtype)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Next frame ``[B, 2, H, W]`` from ``[B, 2 * in_frames, H, W]``."""
+        self._check(x)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 2 * self.in_frames:
             raise ValueError(f"expected inputs [B, {2 * self.in_frames}, H, W] "
@@ -169,13 +176,6 @@ class _SteerableNet(SmokeModel):
                     else None)
             blocks.append(ConvBlock(conv, norm, activation=not last))
         self.layers = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Next frame ``[B, 2, H, W]`` from ``[B, 2 * in_frames, H, W]``."""
-        self._check(x)
-        for layer in self.layers:
-            x = layer(x)
-        return x
 
     def relaxation_sites(self) -> list[RelaxationSite]:
         """Every steerable convolution (input and output are feature maps)."""
@@ -280,13 +280,6 @@ class SmokeConvNet(SmokeModel):
                     if batch_norm and not last else None)
             blocks.append(ConvBlock(conv, norm, activation=not last))
         self.layers = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Next frame ``[B, 2, H, W]`` from ``[B, 2 * in_frames, H, W]``."""
-        self._check(x)
-        for layer in self.layers:
-            x = layer(x)
-        return x
 
     def relaxation_sites(self) -> list[RelaxationSite]:
         """None: the model has no symmetry to relax."""

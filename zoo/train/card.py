@@ -24,19 +24,33 @@ PUBLISHED: dict[str, list[tuple[str, str, float, float]]] = {
     ],
 }
 
-CITATIONS = """```bibtex
-@inproceedings{liao2023equiformer,
-  title={Equiformer: Equivariant Graph Attention Transformer for 3D Atomistic Graphs},
-  author={Liao, Yi-Lun and Smidt, Tess}, booktitle={ICLR}, year={2023}}
-@inproceedings{pertigkiozoglou2024improving,
+# The relaxation papers, cited by every card whose model they trained.
+CR_BIBTEX = """@inproceedings{pertigkiozoglou2024improving,
   title={Improving Equivariant Model Training via Constraint Relaxation},
   author={Pertigkiozoglou, Stefanos and Chatzipantazis, Evangelos and Trivedi, Shubhendu
-          and Daniilidis, Kostas}, booktitle={NeurIPS}, year={2024}}
-@article{christensen2020role,
+          and Daniilidis, Kostas}, booktitle={NeurIPS}, year={2024}}"""
+ACE_BIBTEX = """@article{manolache2025learning,
+  title={Learning (Approximately) Equivariant Networks via Constrained Optimization},
+  author={Manolache, Andrei and Chamon, Luiz F. O. and Niepert, Mathias},
+  journal={arXiv}, year={2025}}"""
+
+
+
+def bibtex(*entries: str) -> str:
+    """A card's citation block."""
+    return "```bibtex\n" + "\n".join(entries) + "\n```"
+
+
+CITATIONS = bibtex(
+    """@inproceedings{liao2023equiformer,
+  title={Equiformer: Equivariant Graph Attention Transformer for 3D Atomistic Graphs},
+  author={Liao, Yi-Lun and Smidt, Tess}, booktitle={ICLR}, year={2023}}""",
+    CR_BIBTEX,
+    """@article{christensen2020role,
   title={On the role of gradients for machine learning of molecular energies and forces},
   author={Christensen, Anders S. and von Lilienfeld, O. Anatole},
-  journal={Machine Learning: Science and Technology}, volume={1}, pages={045018}, year={2020}}
-```"""
+  journal={Machine Learning: Science and Technology}, volume={1}, pages={045018}, year={2020}}""",
+)
 
 _METHOD_NAMES = {
     "none": "standard (equivariant throughout)",

@@ -26,16 +26,6 @@ from zoo.train.family import TrainingFamily, get_family
 
 COMPARISON_PLOT = "comparison.png"
 
-# Column headers of the metrics each dataset's comparison shows (key, header, format).
-_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
-    "rmd17": [("energy_mae", "test energy MAE (meV)", ".2f"),
-              ("forces_mae", "test force MAE (meV/Å)", ".2f")],
-    "nbody": [("mse", "test MSE", ".5f")],
-    "modelnet40": [("accuracy", "test accuracy", ".4f"),
-                   ("balanced_accuracy", "test class-mean accuracy", ".4f")],
-}
-
-
 def _load_run(run: Path) -> dict[str, Any]:
     export = run / "export"
     config = json.loads((export / "config.json").read_text())
@@ -74,7 +64,7 @@ def summarize(runs: list[dict[str, Any]], family: TrainingFamily) -> list[dict[s
         else:
             score = [_final(r, family.validation_curve) for r in seeds]
         best = family.best_of(score)
-        representative = seeds[[i for i, s in enumerate(score) if s == best or math.isnan(best)][0]]
+        representative = seeds[0 if math.isnan(best) else score.index(best)]
         stats: dict[str, Any] = {}
         for key in {k for r in seeds for k in r["config"]["metrics"]}:
             stats[key] = _mean_std([r["config"]["metrics"].get(key, math.nan) for r in seeds])
@@ -113,11 +103,15 @@ def _fmt(stat: tuple[float, float], fmt: str, n: int) -> str:
     return f"{mean:{fmt}}" if n == 1 else f"{mean:{fmt}} ± {std:{fmt}}"
 
 
-def comparison_table(variants: list[dict[str, Any]], dataset: str, best: str) -> str:
+def comparison_table(variants: list[dict[str, Any]], family: TrainingFamily, best: str) -> str:
     """The markdown table of the comparison (one row per variant)."""
-    columns = _COLUMNS[dataset]
+    columns = family.comparison_columns
     multi_seed = any(len(v["seeds"]) > 1 for v in variants)
-    relaxed_any = any(v["method"] != "none" for v in variants) and dataset != "rmd17"
+    # The before-projection column, where the runs measured it (exports since it was added).
+    relaxed_any = any(
+        not math.isnan(v["stats"].get(f"{columns[0][0]}_before_projection", (math.nan,))[0])
+        for v in variants
+    )
     header = "| variant | training |" + (" seeds |" if multi_seed else "")
     for _, label, _ in columns:
         header += f" {label} |"
@@ -146,7 +140,7 @@ def comparison_table(variants: list[dict[str, Any]], dataset: str, best: str) ->
     return "\n".join(lines)
 
 
-def comparison_section(variants: list[dict[str, Any]], dataset: str, best: str,
+def comparison_section(variants: list[dict[str, Any]], family: TrainingFamily, best: str,
                        command: str | None = None) -> str:
     """Markdown: the same preset, data, schedule and budget trained with each method."""
     multi_seed = any(len(v["seeds"]) > 1 for v in variants)
@@ -155,7 +149,7 @@ def comparison_section(variants: list[dict[str, Any]], dataset: str, best: str,
         f"## Standard vs relaxed training (same preset, data split, {seeds_text}, schedule and "
         "epochs)",
         "",
-        comparison_table(variants, dataset, best),
+        comparison_table(variants, family, best),
         "",
     ]
     if multi_seed:
@@ -230,10 +224,10 @@ def publish_family(plain_name: str, run_dirs: list[Path], output: Path,
     for v in variants[1:]:
         if family.better(v["selection_score"], best["selection_score"]):
             best = v
-    section = comparison_section(variants, dataset, best["variant"], command)
+    section = comparison_section(variants, family, best["variant"], command)
     summary: dict[str, Any] = {"best": best["variant"], "dataset": dataset,
                                "selected_on": family.select_on, "variants": {},
-                               "table": comparison_table(variants, dataset, best["variant"])}
+                               "table": comparison_table(variants, family, best["variant"])}
     targets = [(v, v["variant"]) for v in variants] + [(best, plain_name)]
     for v, name in targets:
         run = v["representative"]

@@ -41,6 +41,9 @@ class TrainingFamily:
     validation_curve
         The logged per-epoch validation metric (of the projected model) matching
         ``primary_metric``; it selects between seeds and methods.
+    comparison_columns
+        ``(metric key, column header, format)`` of the test metrics a published comparison
+        shows; the first also gets a before-projection column.
     select_on
         ``"validation"`` (the default) or ``"test"``: what picks the best method when a family
         of runs is published (``"test"`` only where a published family was selected that way).
@@ -52,6 +55,7 @@ class TrainingFamily:
     higher_is_better: ClassVar[bool] = False
     validation_curve: ClassVar[str] = ""
     select_on: ClassVar[str] = "validation"
+    comparison_columns: ClassVar[list[tuple[str, str, str]]] = []
 
     def load_data(self, recipe: dict[str, Any], dtype: torch.dtype) -> tuple[Any, Any, Any]:
         """Train, validation and test data of the recipe's split."""
@@ -110,6 +114,15 @@ class TrainingFamily:
         if not finite:
             return math.nan
         return max(finite) if self.higher_is_better else min(finite)
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A private generator that is a pure function of (run seed, epoch, sample index).
+
+    Per-sample augmentation drawn from it is the same whatever the batching, device count or
+    resumption, so distributed and resumed runs see exactly the data of a plain run.
+    """
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + index)
 
 
 def equivariance_errors_on(model, inputs: Any) -> dict[str, float]:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Batch
 
-from zoo.train.card import generic_card, model_index
+from zoo.train.card import ACE_BIBTEX, CR_BIBTEX, bibtex, generic_card, model_index
 from zoo.train.family import TrainingFamily, equivariance_errors_on, register_family
 from zoo.train.molecules import sample_rotations
 from zoo.train.task import RelaxedTask
@@ -18,27 +18,22 @@ PUBLISHED = [
     ("SEGNN (lmax 1)", "Brandstetter et al. 2022, Table 1", 0.0043),
 ]
 
-CITATIONS = """```bibtex
-@inproceedings{satorras2021en,
+CITATIONS = bibtex(
+    """@inproceedings{satorras2021en,
   title={E(n) Equivariant Graph Neural Networks},
   author={Satorras, V{\\'\\i}ctor Garcia and Hoogeboom, Emiel and Welling, Max},
-  booktitle={ICML}, year={2021}}
-@inproceedings{brandstetter2022geometric,
+  booktitle={ICML}, year={2021}}""",
+    """@inproceedings{brandstetter2022geometric,
   title={Geometric and Physical Quantities improve E(3) Equivariant Message Passing},
   author={Brandstetter, Johannes and Hesselink, Rob and van der Pol, Elise and Bekkers, Erik J
-          and Welling, Max}, booktitle={ICLR}, year={2022}}
-@inproceedings{kipf2018neural,
+          and Welling, Max}, booktitle={ICLR}, year={2022}}""",
+    """@inproceedings{kipf2018neural,
   title={Neural Relational Inference for Interacting Systems},
   author={Kipf, Thomas and Fetaya, Ethan and Wang, Kuan-Chieh and Welling, Max and Zemel, Richard},
-  booktitle={ICML}, year={2018}}
-@inproceedings{pertigkiozoglou2024improving,
-  title={Improving Equivariant Model Training via Constraint Relaxation},
-  author={Pertigkiozoglou, Stefanos and Chatzipantazis, Evangelos and Trivedi, Shubhendu
-          and Daniilidis, Kostas}, booktitle={NeurIPS}, year={2024}}
-@inproceedings{manolache2025learning,
-  title={Learning (Approximately) Equivariant Networks via Constrained Optimization},
-  author={Manolache, Andrei and Chamon, Luiz F. O. and Niepert, Mathias}, year={2025}}
-```"""
+  booktitle={ICML}, year={2018}}""",
+    CR_BIBTEX,
+    ACE_BIBTEX,
+)
 
 _ARCHITECTURE_NAMES = {"egnn": "EGNN", "segnn": "SEGNN"}
 
@@ -99,6 +94,7 @@ class NBodyFamily(TrainingFamily):
     primary_metric = "mse"
     higher_is_better = False
     validation_curve = "val/mse"
+    comparison_columns = [("mse", "test MSE", ".5f")]
 
     def load_data(self, recipe: dict[str, Any], dtype: torch.dtype):
         from zoo.data.nbody import load_nbody, nbody_to_data_list

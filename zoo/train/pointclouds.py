@@ -15,8 +15,13 @@ import torch
 from torch.utils.data import TensorDataset
 
 from zoo.testing import random_rotation
-from zoo.train.card import generic_card, model_index
-from zoo.train.family import TrainingFamily, equivariance_errors_on, register_family
+from zoo.train.card import ACE_BIBTEX, CR_BIBTEX, bibtex, generic_card, model_index
+from zoo.train.family import (
+    TrainingFamily,
+    equivariance_errors_on,
+    register_family,
+    sample_generator,
+)
 from zoo.train.task import RelaxedTask
 
 # Seed of the fixed per-shape rotations of the validation and test clouds.
@@ -31,30 +36,20 @@ PUBLISHED = {
                  ("VN-DGCNN, z/SO(3)", "Deng et al. 2021, Table 1", 0.895)],
 }
 
-CITATIONS = """```bibtex
-@inproceedings{deng2021vector,
+CITATIONS = bibtex(
+    """@inproceedings{deng2021vector,
   title={Vector Neurons: A General Framework for SO(3)-Equivariant Networks},
   author={Deng, Congyue and Litany, Or and Duan, Yueqi and Poulenard, Adrien
-          and Tagliasacchi, Andrea and Guibas, Leonidas J.}, booktitle={ICCV}, year={2021}}
-@inproceedings{wu2015modelnet,
+          and Tagliasacchi, Andrea and Guibas, Leonidas J.}, booktitle={ICCV}, year={2021}}""",
+    """@inproceedings{wu2015modelnet,
   title={3D ShapeNets: A Deep Representation for Volumetric Shapes},
   author={Wu, Zhirong and Song, Shuran and Khosla, Aditya and Yu, Fisher and Zhang, Linguang
-          and Tang, Xiaoou and Xiao, Jianxiong}, booktitle={CVPR}, year={2015}}
-@inproceedings{pertigkiozoglou2024improving,
-  title={Improving Equivariant Model Training via Constraint Relaxation},
-  author={Pertigkiozoglou, Stefanos and Chatzipantazis, Evangelos and Trivedi, Shubhendu
-          and Daniilidis, Kostas}, booktitle={NeurIPS}, year={2024}}
-@article{manolache2025learning,
-  title={Learning (Approximately) Equivariant Networks via Constrained Optimization},
-  author={Manolache, Andrei and Chamon, Luiz F. O. and Niepert, Mathias},
-  journal={arXiv}, year={2025}}
-```"""
+          and Tang, Xiaoou and Xiao, Jianxiong}, booktitle={CVPR}, year={2015}}""",
+    CR_BIBTEX,
+    ACE_BIBTEX,
+)
 
 _ARCHITECTURE_NAMES = {"vn-pointnet": "VN-PointNet", "vn-dgcnn": "VN-DGCNN"}
-
-
-def _generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + index)
 
 
 def training_clouds(points: torch.Tensor, index: torch.Tensor, n_points: int, seed: int,
@@ -65,7 +60,7 @@ def training_clouds(points: torch.Tensor, index: torch.Tensor, n_points: int, se
 
     out = []
     for cloud, i in zip(points, index.tolist(), strict=True):
-        generator = _generator(seed, epoch, i)
+        generator = sample_generator(seed, epoch, i)
         chosen = sample_points(cloud[None], n_points, generator)[0]
         if rotate:
             rotation = random_rotation(generator, torch.float64).to(cloud.dtype)
@@ -165,6 +160,8 @@ class ModelNet40Family(TrainingFamily):
     primary_metric = "accuracy"
     higher_is_better = True
     validation_curve = "val/accuracy"
+    comparison_columns = [("accuracy", "test accuracy", ".4f"),
+                          ("balanced_accuracy", "test class-mean accuracy", ".4f")]
 
     def _split(self, split: str, d: dict[str, Any], dtype: torch.dtype, n_points: int | None,
                rotation_seed: int | None = None):

@@ -165,9 +165,9 @@ def train(
         if trainer.is_global_zero:
             _restore_metrics(run / "logs")
         if keep_best:
-            # Our own checkpoint, written by this run (never a file from outside).
+            # This run's own checkpoint, read without unpickling arbitrary objects.
             best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu",
-                              weights_only=False)
+                              weights_only=True)
             task.load_state_dict(best["state_dict"])
             best_epoch = int(best["epoch"])
     if export and trainer.is_global_zero:

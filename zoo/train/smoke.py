@@ -16,8 +16,13 @@ from typing import Any
 
 import torch
 
-from zoo.train.card import generic_card, model_index
-from zoo.train.family import TrainingFamily, equivariance_errors_on, register_family
+from zoo.train.card import CR_BIBTEX, bibtex, generic_card, model_index
+from zoo.train.family import (
+    TrainingFamily,
+    equivariance_errors_on,
+    register_family,
+    sample_generator,
+)
 from zoo.train.task import RelaxedTask
 
 # Relaxation paper, Table 2 (RMSE, Rotation set).
@@ -26,32 +31,25 @@ PUBLISHED = [
     ("Lift", 0.82, 0.68), ("RSteer", 0.80, 0.67), ("RSteer + CR", 0.79, 0.58),
 ]
 
-CITATIONS = """```bibtex
-@inproceedings{wang2022approximately,
+CITATIONS = bibtex(
+    """@inproceedings{wang2022approximately,
   title={Approximately Equivariant Networks for Imperfectly Symmetric Dynamics},
-  author={Wang, Rui and Walters, Robin and Yu, Rose}, booktitle={ICML}, year={2022}}
-@inproceedings{pertigkiozoglou2024improving,
-  title={Improving Equivariant Model Training via Constraint Relaxation},
-  author={Pertigkiozoglou, Stefanos and Chatzipantazis, Evangelos and Trivedi, Shubhendu
-          and Daniilidis, Kostas}, booktitle={NeurIPS}, year={2024}}
-@inproceedings{holl2020phiflow,
+  author={Wang, Rui and Walters, Robin and Yu, Rose}, booktitle={ICML}, year={2022}}""",
+    CR_BIBTEX,
+    """@inproceedings{holl2020phiflow,
   title={Learning to Control PDEs with Differentiable Physics},
-  author={Holl, Philipp and Koltun, Vladlen and Thuerey, Nils}, booktitle={ICLR}, year={2020}}
-```"""
+  author={Holl, Philipp and Koltun, Vladlen and Thuerey, Nils}, booktitle={ICLR}, year={2020}}""",
+)
 
 _ARCHITECTURE_NAMES = {"smoke-conv": "Conv", "smoke-equiv": "Equiv (C4-steerable CNN)",
                        "smoke-rsteer": "RSteer (relaxed steerable CNN)"}
-
-
-def _generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + index)
 
 
 def rotate_samples(model, inputs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
                    seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn every sample by its own random quarter turn (a pure function of seed, epoch and
     sample index), inputs and targets alike."""
-    turns = [int(torch.randint(4, (1,), generator=_generator(seed, epoch, int(i))))
+    turns = [int(torch.randint(4, (1,), generator=sample_generator(seed, epoch, int(i))))
              for i in index]
     out_x, out_y = inputs.clone(), targets.clone()
     for k in range(1, 4):
@@ -137,6 +135,8 @@ class SmokeRotationFamily(TrainingFamily):
     primary_metric = "rmse_future"
     higher_is_better = False
     validation_curve = "val/rmse"
+    comparison_columns = [("rmse_future", "test RMSE, Future", ".3f"),
+                          ("rmse_domain", "test RMSE, Domain", ".3f")]
 
     def _splits(self, d: dict[str, Any], dtype: torch.dtype, names: tuple[str, ...]):
         from zoo.data.smoke import SMOKE_SPLITS, load_frames, load_smoke
