@@ -39,7 +39,8 @@ _COLD = """
 import json, sys, time
 sys.path[:0] = {paths!r}
 import torch
-import zoo.models
+import zoo
+zoo.list_architectures()  # imports (and registers) every architecture file
 {setup}
 folder = {folder!r}
 t0 = time.perf_counter()

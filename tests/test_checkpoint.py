@@ -12,7 +12,14 @@ from safetensors import safe_open
 from toy_arch import ARCHITECTURE, example_outputs, make_model
 
 import zoo
-from zoo.hub.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, file_hashes, read_checkpoint
+from zoo.hub.checkpoint import (
+    CARD_NAME,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    file_hashes,
+    read_checkpoint,
+    write_config,
+)
 from zoo.hub.errors import (
     CheckpointError,
     CorruptFileError,
@@ -182,7 +189,7 @@ def test_weights_that_do_not_fit_the_architecture(saved):
     _, folder = saved
     config = json.loads((folder / CONFIG_NAME).read_text())
     config["model_args"]["hidden"] += 1
-    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    write_config(folder, config)  # a consistent digest: the weights, not the edit, are refused
     with pytest.raises(CheckpointError, match="do not fit"):
         zoo.load(folder)
 

@@ -39,6 +39,7 @@ from zoo.hub.errors import (
 from zoo.hub.pretrained import (
     PretrainedEntry,
     get_pretrained,
+    read_index,
     register_pretrained,
     registered,
     unregister_pretrained,
@@ -349,10 +350,11 @@ class FakeHfApi:
         self.calls.append(("create_tag", args, kwargs))
 
 
-def test_publish_uploads_tags_and_prints_the_registry_block(checkpoint, capsys):
+def test_publish_uploads_tags_and_records_the_registry_entry(checkpoint, tmp_path, capsys):
     folder, _ = checkpoint
     api = FakeHfApi()
-    sha = publish(folder, "zoo/toy", revision_tag="v1", private=True, api=api)
+    index = tmp_path / "index.json"
+    sha = publish(folder, "zoo/toy", revision_tag="v1", private=True, api=api, index=index)
     assert sha == "f" * 40
     assert [c[0] for c in api.calls] == ["create_repo", "upload_folder", "create_tag"]
     _, args, kwargs = api.calls[0]
@@ -362,12 +364,13 @@ def test_publish_uploads_tags_and_prints_the_registry_block(checkpoint, capsys):
     assert sorted(kwargs["allow_patterns"]) == ["README.md", "config.json", "model.safetensors"]
     _, args, kwargs = api.calls[2]
     assert args == ("zoo/toy",) and kwargs["tag"] == "v1" and kwargs["revision"] == sha
-    printed = capsys.readouterr().out
-    assert sha in printed
-    block = printed[printed.index("register_pretrained(") :]
-    captured: list[PretrainedEntry] = []
-    exec(block, {"register_pretrained": captured.append, "PretrainedEntry": PretrainedEntry})
-    assert captured[0].revision == sha and dict(captured[0].sha256) == file_hashes(folder)
+    assert sha in capsys.readouterr().out
+    # The registry entry is data: pinned to the uploaded commit, every file hashed and sized.
+    [entry] = read_index(index)
+    assert entry.repo_id == "zoo/toy" and entry.revision == sha
+    assert dict(entry.sha256) == file_hashes(folder)
+    assert dict(entry.sizes) == {f: (folder / f).stat().st_size for f in entry.sha256}
+    assert entry.architecture == ARCHITECTURE
 
 
 def test_publish_refuses_a_bad_folder_before_any_call(checkpoint, tmp_path):

@@ -24,8 +24,8 @@ def cloud() -> np.ndarray:
 def classifier() -> zoo.models.ZooModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        # "small" keeps running batch-norm statistics (the tiny preset normalises with batch
-        # statistics even in eval, which a single cloud cannot give).
+        # "small" keeps (learnable) running batch-norm statistics, as a trained model does; the
+        # tiny preset's stay frozen at mean 0, variance 1.
         return zoo.create_model("vn-pointnet", "small").eval()
 
 

@@ -1,20 +1,26 @@
-"""Every published model: loads offline from its bundled folder, is exactly equivariant, and
-reproduces its card's test metrics (the last check is slow: ``pytest -m slow``)."""
+"""Every published model: recorded in the index exactly as bundled, loads offline from its
+bundled folder (under its name and its aliases), is exactly equivariant, and reproduces its card's
+test metrics (on rMD17 that check is slow: ``pytest -m slow``)."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
 from zoo.data import data_root
+from zoo.hub.checkpoint import file_hashes
 from zoo.hub.download import model_cards_dir
-from zoo.hub.pretrained import get_pretrained, list_models
+from zoo.hub.pretrained import get_pretrained, index_path, list_models, read_index
 from zoo.testing import equivariance_report
 
 BUNDLED = [name for name in list_models() if (model_cards_dir() / name).is_dir()]
+ALIASES = sorted(alias for name in list_models() for alias in get_pretrained(name).aliases)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +35,47 @@ def test_every_registered_model_is_bundled_or_on_the_hub():
         assert name in BUNDLED or entry.revision is not None, (
             f"{name} is neither bundled in model_cards/ nor pinned to a Hub revision"
         )
+
+
+def test_the_registry_is_the_bundled_index():
+    # Every registered model comes from model_cards/index.json, nothing else (import-time state).
+    assert sorted(e.name for e in read_index(index_path())) == list_models()
+    assert BUNDLED, f"no bundled model found in {model_cards_dir()}"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_index_entry_matches_the_bundled_folder(name):
+    entry = get_pretrained(name)
+    folder = model_cards_dir() / name
+    assert dict(entry.sha256) == file_hashes(folder)  # every file, no more, no fewer
+    assert dict(entry.sizes) == {f: (folder / f).stat().st_size for f in entry.sha256}
+    config = json.loads((folder / "config.json").read_text())
+    assert config["name"] == name and config["architecture"] == entry.architecture
+    assert dict(entry.metrics) == config["metrics"]
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_alias_loads_its_variant_offline(alias):
+    entry = get_pretrained(alias)
+    assert alias in entry.aliases and alias not in list_models()
+    assert not (model_cards_dir() / alias).exists(), "an alias has no folder of its own"
+    model = zoo.load(alias)
+    assert model.zoo_info["name"] == entry.name
+    assert model.zoo_info["folder"] == str(model_cards_dir() / entry.name)
+    card = (model_cards_dir() / entry.name / "README.md").read_text()
+    assert f"Also published as `{alias}`" in card
+
+
+def test_no_python_file_holds_a_published_digest():
+    # The registry is data: a checksum of a published file pasted into code would drift from it.
+    digests = {d for name in list_models() for d in get_pretrained(name).sha256.values()}
+    hex64 = re.compile(r"\b[0-9a-f]{64}\b")
+    offenders = []
+    for folder in ("zoo", "training", "tests", "benchmarks", "examples"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            found = set(hex64.findall(path.read_text(errors="replace"))) & digests
+            offenders += [f"{path.relative_to(ROOT)}: {d}" for d in sorted(found)]
+    assert not offenders, offenders
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,8 +30,9 @@ from zoo.relax.controllers import triangle_level
 from zoo.testing import equivariance_error
 from zoo.train.export import read_metrics
 from zoo.train.molecules import evaluate_energy_forces as evaluate
-from zoo.train.recipe import DEFAULTS, load_recipe
-from zoo.train.run import load_data, train
+from zoo.train.recipe import load_recipe, recipe_defaults
+from zoo.train.recipe_schema import RecipeError
+from zoo.train.run import RunFolderError, load_data, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "training" / "recipes" / "smoke.yaml")
@@ -201,6 +204,7 @@ def test_kill_and_resume_matches_uninterrupted_run(smoke_run, tmp_path):
     steps = _steps_per_epoch()
     killed = _ckpt(run)
     assert (killed["epoch"], killed["global_step"]) == (0, steps)  # written at epoch 0's end
+    assert killed["cpu_seconds"] > 0 and killed["wall_seconds"] > 0
     assert 1 in dict(read_metrics(run / "logs" / "metrics.csv")["loss"])  # died inside epoch 1
 
     train(SMOKE, run, epochs=EPOCHS, resume=True, export=False, progress=False)
@@ -224,7 +228,10 @@ def test_kill_and_resume_matches_uninterrupted_run(smoke_run, tmp_path):
         assert [e for e, _ in mb[key]] == [e for e, _ in ma[key]] == list(range(EPOCHS)), key
         assert [v for _, v in mb[key]] == pytest.approx([v for _, v in ma[key]], rel=1e-6), key
     assert not (run / "logs" / "metrics.earlier.csv").exists()
-    assert float((run / "wall_time_s.txt").read_text()) > 0
+    # Both segments are recorded, and the card's wall time covers the killed segment too.
+    segments = json.loads((run / "segments.json").read_text())
+    assert [seg["resumed"] for seg in segments] == [False, True]
+    assert b["wall_seconds"] > killed["wall_seconds"] and b["cpu_seconds"] > killed["cpu_seconds"]
 
     # Training into the finished run again without resume is refused before anything is touched.
     before = (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns
@@ -258,15 +265,16 @@ def test_recipe_overrides_and_defaults(tmp_path, capsys):
     recipe = load_recipe(SMOKE, {"training": {"epochs": 7}})
     assert recipe["training"]["epochs"] == 7
     assert recipe["training"]["batch_size"] == 4  # from the file
-    assert recipe["optimizer"]["lr"] == DEFAULTS["optimizer"]["lr"]  # from the defaults
+    # from the defaults
+    assert recipe["optimizer"]["lr"] == recipe_defaults("rmd17")["optimizer"]["lr"]
     assert load_recipe("smoke")["name"] == "equiformer-smoke"  # by name, from training/recipes
     # train() applies its overrides before anything runs: a bad one fails at once.
-    with pytest.raises(ValueError, match="training.epochs must be at least 1"):
+    with pytest.raises(ValueError, match=r"training\.epochs: .*greater than or equal to 1"):
         train(SMOKE, tmp_path / "zero", epochs=0)
     assert not (tmp_path / "zero").exists()
     # The command line passes --epochs through, and reports bad input in one line.
     assert cli_main(["train", SMOKE, "--output", str(tmp_path / "cli"), "--epochs", "0"]) == 2
-    assert "zoo train: error: training.epochs must be at least 1" in capsys.readouterr().err
+    assert "zoo train: error: invalid recipe: training.epochs:" in capsys.readouterr().err
     assert cli_main(["train", "no-such-model", "--output", str(tmp_path / "cli")]) == 2
     assert "no recipe named 'no-such-model'" in capsys.readouterr().err
     assert not (tmp_path / "cli").exists()
@@ -279,11 +287,11 @@ def test_recipe_errors_are_clear(tmp_path):
         load_recipe(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nepochs: 3\n")
-    with pytest.raises(ValueError, match=r"unknown recipe keys \['epochs'\]"):
+    with pytest.raises(ValueError, match=r"epochs: unknown key"):
         load_recipe(bad)
-    with pytest.raises(ValueError, match=r"unknown recipe keys \['training\.epoch'\]"):
+    with pytest.raises(ValueError, match=r"training\.epoch: unknown key"):
         load_recipe(SMOKE, {"training": {"epoch": 3}})
-    with pytest.raises(ValueError, match=r"relaxation\.method must be one of .*'magic'"):
+    with pytest.raises(ValueError, match=r"relaxation\.method: .*'magic'"):
         load_recipe(SMOKE, {"relaxation": {"method": "magic"}})
     with pytest.raises(ValueError, match="'magic'"):
         train(SMOKE, tmp_path / "run", overrides={"relaxation": {"method": "magic"}})
@@ -300,3 +308,66 @@ def test_existing_run_folder_needs_resume(tmp_path, capsys):
     assert "pass resume=True (--resume)" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(SMOKE, tmp_path / "fresh", epochs=1, resume=True, progress=False)
+
+
+# --------------------------------------------------------------------------- typed recipes
+
+
+def _write_recipe(tmp_path, text: str):
+    path = tmp_path / "r.yaml"
+    path.write_text(Path(SMOKE).read_text() + text)
+    return path
+
+
+def test_recipe_values_are_coerced_to_their_types(tmp_path):
+    from zoo.cli import _parse_overrides
+
+    # YAML 1.1 reads 1e-3 as a string; --set values arrive as YAML scalars too.
+    recipe = load_recipe(SMOKE, _parse_overrides(["optimizer.lr=1e-3", "training.epochs=3"]))
+    assert recipe.optimizer.lr == 0.001 and isinstance(recipe.optimizer.lr, float)
+    assert recipe.training.epochs == 3
+    path = _write_recipe(tmp_path, "\noptimizer: {name: adamw, lr: 2e-3}\n")
+    assert load_recipe(path).optimizer.lr == 0.002
+    # The controller's own keys are typed too.
+    recipe = load_recipe(SMOKE, {"relaxation": {"method": "cr", "controller": {"peak": "0.5"}}})
+    assert recipe.relaxation.controller["peak"] == 0.5
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ({"optimizer": {"lr": "fast"}}, "optimizer.lr"),
+    ({"optimizer": {"lr": -1e-3}}, "optimizer.lr"),
+    ({"training": {"batch_size": 0}}, "training.batch_size"),
+    ({"training": {"epochs": 2.7}}, "training.epochs"),
+    ({"training": {"epochs": "ten"}}, "training.epochs"),
+    ({"loss": {"kind": "l3"}}, "loss.kind"),
+    ({"relaxation": {"method": "cr", "controller": {"schedul": "triangle"}}},
+     "relaxation.controller.schedul"),
+])
+def test_bad_recipe_values_name_their_key_before_any_run_folder(tmp_path, override, key):
+    run = tmp_path / "run"
+    with pytest.raises(RecipeError, match=re.escape(key)):
+        train(SMOKE, run, overrides=override, progress=False)
+    assert not run.exists()  # nothing was written
+
+
+def test_bad_yaml_is_one_clear_error(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\ntraining: {epochs: 3\n  batch_size: [\n")
+    with pytest.raises(RecipeError, match="not valid YAML at line"):
+        load_recipe(path)
+    assert cli_main(["train", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "Traceback" not in err
+
+
+@pytest.mark.data
+def test_resume_with_another_recipe_is_refused_before_touching_the_run(smoke_run, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(smoke_run, run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(RunFolderError, match=r"model\.preset.*differ") as error:
+        train(SMOKE, run, resume=True, progress=False,
+              overrides={"model": {"preset": "small"}, "optimizer": {"lr": 0.01}})
+    assert "optimizer.lr" in str(error.value)
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # recipe.yaml, metrics.csv and checkpoints untouched

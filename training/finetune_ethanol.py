@@ -56,7 +56,10 @@ def run_one(args: tuple[int, int, str, str]) -> dict:
 
     init = None if setting == "scratch" else "equiformer-md17-aspirin"
     out = Path(runs) / f"{setting}-{n_train}"
+    # relaxation= as the recipe says: a fine-tuning run would otherwise re-enable relaxation
+    # for the "finetune" baseline, which stays equivariant throughout.
     train(recipe(n_train, epochs, setting), out, init_from=init, progress=False,
+          relaxation="cr" if setting == "finetune-relaxed" else "none",
           resume=(out / "checkpoints" / "last.ckpt").exists())
     config = json.loads((out / "export" / "config.json").read_text())
     return {"setting": setting, "n_train": n_train, "epochs": epochs, **config["metrics"],

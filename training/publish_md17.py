@@ -1,10 +1,10 @@
 """Publish the rMD17 Equiformer family of one molecule from finished runs.
 
-1. every run's export becomes a variant folder in model_cards/ and the best (test force MAE)
-   is also published under the plain name, all cards with the side-by-side comparison;
-2. for aspirin, 1 ps of NVE MD with the plain-name model measures the energy drift, which goes
-   into its card;
-3. prints the registry blocks (sha256 of every file) for zoo/hub/pretrained.py.
+1. every run's export becomes a variant folder in model_cards/, all cards with the side-by-side
+   comparison, and the plain name becomes an alias of the best variant (test force MAE);
+2. for aspirin, 1 ps of NVE MD with the best model measures the energy drift, which goes into its
+   card; for ethanol, the fine-tuning comparison (training/finetune_ethanol.py) goes into its card;
+3. every variant is recorded in model_cards/index.json (sha256 and size of every file).
 
     python training/publish_md17.py aspirin
 """
@@ -20,8 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.run_family import REGISTRY_BLOCK  # noqa: E402
-from zoo.hub.checkpoint import file_hashes  # noqa: E402
+from zoo.hub.index import record_model  # noqa: E402
 from zoo.train.compare import publish_family  # noqa: E402
 
 MD_SECTION = """## Molecular dynamics (energy conservation)
@@ -77,11 +76,12 @@ def main() -> None:
     runs = sorted(p for p in args.runs.glob(f"{plain}.*") if (p / "export").is_dir())
     summary = publish_family(plain, runs, args.output)
     print(json.dumps(summary, indent=2))
+    best = args.output / summary["best"]  # what the plain name (an alias) loads
 
     if args.molecule == "aspirin":
-        md_json = args.output / plain / ".md.json"
+        md_json = best / ".md.json"
         subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "md_aspirin.py"), str(args.output / plain),
+            [sys.executable, str(ROOT / "examples" / "md_aspirin.py"), str(best),
              "--dtype", "float64", "--steps", str(args.md_steps), "--output", str(md_json)],
             check=True,
         )
@@ -92,7 +92,7 @@ def main() -> None:
             fluct=md["total_energy_fluctuation_mev"], drift=md["drift_mev_per_atom_per_ps"],
             wall=md["wall_time_s"], name=plain,
         )
-        card_path = args.output / plain / "README.md"
+        card_path = best / "README.md"
         card = card_path.read_text()
         marker = "## Training"
         card_path.write_text(card.replace(marker, section + marker, 1))
@@ -100,26 +100,22 @@ def main() -> None:
     if args.molecule == "ethanol" and FINETUNE_RESULTS.exists():
         import shutil
 
-        folder = args.output / plain
-        shutil.copy(FINETUNE_RESULTS.with_suffix(".png"), folder / FINETUNE_PLOT)
-        card_path = folder / "README.md"
+        shutil.copy(FINETUNE_RESULTS.with_suffix(".png"), best / FINETUNE_PLOT)
+        card_path = best / "README.md"
         card = card_path.read_text()
         section = finetune_section(json.loads(FINETUNE_RESULTS.read_text()))
         card_path.write_text(card.replace("## Training", section + "## Training", 1))
 
-    print("\n# --- registry blocks for zoo/hub/pretrained.py ---")
-    for name in dict.fromkeys([plain, *summary["variants"]]):
-        folder = args.output / name
-        config = json.loads((folder / "config.json").read_text())
-        print(REGISTRY_BLOCK.format(
-            name=name, architecture="equiformer",
-            sha256=json.dumps(file_hashes(folder), indent=8, sort_keys=True)
-            .replace("\n}", "\n    }"),
+    # The cards of the best variant changed above: record every variant again (new checksums),
+    # with the dataset as the rMD17 entries name it.
+    for name in summary["variants"]:
+        config = json.loads((args.output / name / "config.json").read_text())
+        entry = record_model(
+            args.output / name,
             dataset=f"rMD17 {args.molecule}, {config['data']['n_train']} training frames",
-            metrics=json.dumps(config["metrics"]),
-            description=f"{config['relaxation']['method']} training, "
-            f"{config['training']['epochs']} epochs, small preset",
-        ))
+        )
+        print(f"recorded {entry.name} in {args.output / 'index.json'}")
+
 
 if __name__ == "__main__":
     main()

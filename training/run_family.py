@@ -3,9 +3,9 @@
 Each run is ``zoo train <recipe> --seed S --output runs/<family>/<recipe>/seed<S>`` in its own
 process (one torch thread each, ``--jobs`` at a time), logging to ``<run>.log``. A run whose
 export exists is skipped; an interrupted one resumes from its last checkpoint. Then the runs
-are published with :func:`zoo.train.compare.publish_family` into ``model_cards/`` and the
-comparison goes to ``benchmarks/results/<family>.json`` / ``.md``, and the registry blocks for
-``zoo/hub/pretrained.py`` are printed.
+are published with :func:`zoo.train.compare.publish_family` into ``model_cards/``, which records
+every variant in ``model_cards/index.json`` (the plain name an alias of the best one), and the
+comparison goes to ``benchmarks/results/<family>.json`` / ``.md``.
 
     python training/run_family.py egnn-nbody --methods standard cr ace recm --seeds 0 1 2
     python training/run_family.py vn-pointnet-modelnet40 --methods standard cr ace --seeds 0
@@ -25,20 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zoo.hub.checkpoint import file_hashes  # noqa: E402
 from zoo.train.compare import publish_family  # noqa: E402
-
-REGISTRY_BLOCK = """register_pretrained(PretrainedEntry(
-    name="{name}",
-    architecture="{architecture}",
-    repo_id="zoo-models/{name}",
-    revision=None,  # bundled in model_cards/; pinned when uploaded with `zoo publish`
-    sha256={sha256},
-    dataset="{dataset}",
-    licence="MIT",
-    metrics={metrics},
-    description="{description}",
-))"""
 
 
 def run_one(recipe: str, seed: int, run: Path, extra: list[str]) -> tuple[str, float, int]:
@@ -96,19 +83,8 @@ def main() -> int:
         f"Reproduce: `{command}`\n"
     )
     print(summary["table"])
-    print("\n# --- registry blocks for zoo/hub/pretrained.py ---")
-    for name in dict.fromkeys([args.family, *summary["variants"]]):
-        folder = args.output / name
-        config = json.loads((folder / "config.json").read_text())
-        print(REGISTRY_BLOCK.format(
-            name=name, architecture=config["architecture"],
-            sha256=json.dumps(file_hashes(folder), indent=8, sort_keys=True)
-            .replace("\n}", "\n    }"),
-            dataset=config["dataset"],
-            metrics=json.dumps(config["metrics"]),
-            description=f"{config['relaxation']['method']} training, "
-            f"{config['training']['epochs']} epochs, seed {config['training']['seed']}",
-        ))
+    print(f"recorded {', '.join(summary['variants'])} in {args.output / 'index.json'} "
+          f"({args.family} -> {summary['best']})")
     return 0
 
 

@@ -31,9 +31,12 @@ _EXPORTS = {
     "list_models": "zoo.hub.pretrained",
     "info": "zoo.hub.pretrained",
     "predict": "zoo.inference",
+    "finetune": "zoo.finetuning",
+    "refit_reference_energies": "zoo.train.molecules",
     "relax": "zoo.relax",
     "testing": "zoo.testing",
     "data": "zoo.data",
+    "ZooError": "zoo.errors",
 }
 
 

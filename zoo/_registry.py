@@ -4,12 +4,17 @@ Each architecture file decorates its model class with :func:`register_architectu
 its size presets. :func:`create_model` builds an untrained model from a name, a preset and
 keyword overrides; the constructor arguments are captured by :class:`zoo.models.base.ZooModel`
 so that ``create_model(**model.config())`` rebuilds the same architecture.
+
+This module imports nothing from zoo at module level (the architecture files import it to
+register themselves): the zoo's own architectures are imported by name, from
+:data:`BUILTIN_ARCHITECTURES`, the first time one of them is asked for.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +32,19 @@ class ArchitectureEntry:
 
 
 _ARCHITECTURES: dict[str, ArchitectureEntry] = {}
+
+#: The zoo's own architectures: name -> the module that defines and registers it. A test checks
+#: that this table and the registrations agree.
+BUILTIN_ARCHITECTURES: dict[str, str] = {
+    "egnn": "zoo.models.egnn",
+    "equiformer": "zoo.models.equiformer",
+    "segnn": "zoo.models.segnn",
+    "smoke-conv": "zoo.models.smoke_cnn",
+    "smoke-equiv": "zoo.models.smoke_cnn",
+    "smoke-rsteer": "zoo.models.smoke_cnn",
+    "vn-dgcnn": "zoo.models.vn_dgcnn",
+    "vn-pointnet": "zoo.models.vn_pointnet",
+}
 
 
 def register_architecture(
@@ -56,9 +74,12 @@ def register_architecture(
     return decorator
 
 
-def _ensure_loaded() -> None:
-    # Importing the models package runs every architecture file's registration.
-    import zoo.models  # noqa: F401
+def _ensure_loaded(name: str | None = None) -> None:
+    """Import the module of builtin architecture ``name`` (``None``: of every builtin one);
+    importing an architecture file runs its registration."""
+    modules = BUILTIN_ARCHITECTURES.values() if name is None else [BUILTIN_ARCHITECTURES[name]]
+    for module in dict.fromkeys(modules):
+        importlib.import_module(module)
 
 
 def list_architectures(pattern: str = "*") -> list[str]:
@@ -69,13 +90,16 @@ def list_architectures(pattern: str = "*") -> list[str]:
 
 def get_architecture(name: str) -> ArchitectureEntry:
     """The registry entry of ``name``; an unknown name suggests the closest ones."""
-    _ensure_loaded()
+    if name not in _ARCHITECTURES:
+        _ensure_loaded(name if name in BUILTIN_ARCHITECTURES else None)
     try:
         return _ARCHITECTURES[name]
     except KeyError:
+        from zoo.errors import UnknownArchitectureError
+
         close = difflib.get_close_matches(name, _ARCHITECTURES, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(
+        raise UnknownArchitectureError(
             f"unknown architecture {name!r}.{hint} Known: {', '.join(sorted(_ARCHITECTURES))}"
         ) from None
 
@@ -115,7 +139,9 @@ def create_model(
     else:
         preset = preset or entry.default_preset or "tiny"
         if preset not in entry.presets:
-            raise KeyError(
+            from zoo.errors import UnknownArchitectureError
+
+            raise UnknownArchitectureError(
                 f"architecture {architecture!r} has no preset {preset!r}; "
                 f"choose one of {sorted(entry.presets)}"
             )

@@ -137,7 +137,15 @@ def predict_point_cloud(
     dict
         ``"probabilities"`` ``[b, n_classes]``, ``"predicted"`` class indices ``[b]`` and, when
         the model's config names its classes, ``"labels"`` (class names).
+
+    Raises
+    ------
+    zoo.errors.InputError
+        When the model is a zoo model of another input (molecules, N-body systems, grids).
     """
+    from zoo.inference import check_input_kind
+
+    check_input_kind(model, "point_cloud")
     tensor = torch.as_tensor(np.asarray(points, dtype=np.float64))
     single = tensor.ndim == 2
     if single:

@@ -18,29 +18,19 @@ import torch
 from torch import nn
 
 from zoo.models.base import GroupElement, ZooModel
+from zoo.symmetry import random_permutation, random_rotation
 
-
-def random_rotation(
-    generator: torch.Generator, dtype: torch.dtype = torch.float64, reflect: bool = False
-) -> torch.Tensor:
-    """A Haar-random rotation matrix (``det = +1``), or an improper one (``det = -1``)."""
-    gaussian = torch.randn(3, 3, generator=generator, dtype=torch.float64)
-    q, r = torch.linalg.qr(gaussian)
-    q = q * torch.sign(torch.diagonal(r))  # makes the QR factor Haar-distributed
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    if reflect:
-        q = -q
-    return q.to(dtype)
-
-
-def random_permutation(set_index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A random permutation that keeps every element inside its own set (graph)."""
-    perm = torch.arange(set_index.numel())
-    for value in torch.unique(set_index):
-        members = torch.nonzero(set_index == value).flatten()
-        perm[members] = members[torch.randperm(members.numel(), generator=generator)]
-    return perm
+# random_rotation and random_permutation live in zoo.symmetry (below training and testing alike);
+# they are re-exported here, where they were first published.
+__all__ = [
+    "assert_equivariant",
+    "cast_inputs",
+    "equivariance_error",
+    "equivariance_report",
+    "group_elements",
+    "random_permutation",
+    "random_rotation",
+]
 
 
 def group_elements(

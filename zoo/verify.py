@@ -7,7 +7,9 @@ from typing import Any
 import torch
 
 
-def verify(model, *, data_root: str | None = None, batch_size: int = 32) -> dict[str, Any]:
+def verify(
+    model, *, data_root: str | None = None, batch_size: int = 32, metrics: bool = True
+) -> dict[str, Any]:
     """Equivariance errors (float32, float64) and, where the data exists, the test metrics.
 
     Parameters
@@ -18,12 +20,16 @@ def verify(model, *, data_root: str | None = None, batch_size: int = 32) -> dict
         Where to find the data (default :func:`zoo.data.data_root`).
     batch_size
         Evaluation batch size.
+    metrics
+        Re-measure the card's test metrics; ``False`` checks equivariance only.
 
     Returns
     -------
     dict
         ``{"equivariance_error": {...}, "metrics": {...} or None, "card_metrics": {...},
-        "metrics_match": bool or None, "skipped": reason or None}``.
+        "metrics_match": bool or None, "skipped": reason or None}``. ``"metrics"`` is
+        ``None`` when nothing was measured, ``"skipped"`` then says why: a caller must not
+        read that as a match.
     """
     from zoo.testing import equivariance_error
 
@@ -38,6 +44,9 @@ def verify(model, *, data_root: str | None = None, batch_size: int = 32) -> dict
         "metrics_match": None,
         "skipped": None,
     }
+    if not metrics:
+        result["skipped"] = "not asked for (equivariance only)"
+        return result
     data = config.get("data")
     if not data:
         result["skipped"] = "the config names no dataset this version can evaluate"

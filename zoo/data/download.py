@@ -18,21 +18,23 @@ Size, sha256 and md5 are all verified by default (each can be skipped by passing
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import tarfile
-import tempfile
-import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
 import numpy as np
 from ase.data import chemical_symbols
 from ase.units import kcal, mol
-from tqdm.auto import tqdm
 
+from zoo.data.cache import atomic_writer
+from zoo.data.fetch import (
+    DownloadError,
+    copy_atomically,
+    fetch_first,
+    file_digests,
+    verify_digests,
+)
 from zoo.data.paths import data_root
 from zoo.data.rmd17 import MOLECULES
 
@@ -61,13 +63,6 @@ ARCHIVE_NAME = "rmd17.tar.bz2"
 KCAL_PER_MOL_IN_EV = kcal / mol
 """1 kcal/mol in eV (about 0.0433641), the unit of energies in the rMD17 npz files."""
 
-_CHUNK = 1 << 20
-_USER_AGENT = "zoo-model-zoo (python urllib)"  # figshare rejects some requests without one
-
-
-class DownloadError(OSError):
-    """The archive could not be fetched, failed verification, or holds unsafe members."""
-
 
 def _check_molecules(molecules: Iterable[str] | None) -> list[str]:
     if molecules is None:
@@ -79,97 +74,6 @@ def _check_molecules(molecules: Iterable[str] | None) -> list[str]:
     if unknown:
         raise ValueError(f"unknown rMD17 molecule(s) {unknown}; expected some of {MOLECULES}")
     return chosen
-
-
-def _digests(path: Path) -> tuple[str, str, int]:
-    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            sha.update(chunk)
-            md5.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), md5.hexdigest(), size
-
-
-def _verify(
-    sha256: str,
-    md5: str,
-    size: int,
-    expected_sha256: str | None,
-    expected_md5: str | None,
-    expected_size: int | None,
-) -> None:
-    if expected_size is not None and size != expected_size:
-        raise DownloadError(f"size mismatch: got {size} bytes, expected {expected_size}")
-    if expected_sha256 is not None and sha256 != expected_sha256.lower():
-        raise DownloadError(f"sha256 mismatch: got {sha256}, expected {expected_sha256}")
-    if expected_md5 is not None and md5 != expected_md5.lower():
-        raise DownloadError(f"md5 mismatch: got {md5}, expected {expected_md5}")
-
-
-def _fetch(
-    url: str,
-    target: Path,
-    *,
-    expected_sha256: str | None,
-    expected_md5: str | None,
-    expected_size: int | None,
-    progress: bool,
-    timeout: float,
-) -> None:
-    """Stream ``url`` into a temporary file next to ``target``; rename only once verified."""
-    if not url.lower().startswith(("http://", "https://")):
-        raise DownloadError(f"only http(s) URLs are supported, got {url!r}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            announced = int(length) if length and length.isdigit() else None
-            if announced is not None and expected_size is not None and announced != expected_size:
-                raise DownloadError(f"server announces {announced} bytes, expected {expected_size}")
-            sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
-            with tqdm(
-                total=announced or expected_size,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=target.name,
-                disable=not progress,
-            ) as bar:
-                while chunk := resp.read(_CHUNK):
-                    out.write(chunk)
-                    sha.update(chunk)
-                    md5.update(chunk)
-                    size += len(chunk)
-                    bar.update(len(chunk))
-            if announced is not None and size != announced:
-                raise DownloadError(f"truncated download: got {size} of {announced} bytes")
-            out.flush()
-            os.fsync(out.fileno())
-        _verify(
-            sha.hexdigest(), md5.hexdigest(), size, expected_sha256, expected_md5, expected_size
-        )
-        os.replace(tmp, target)
-    finally:
-        # Whatever went wrong, never leave a partial file that could be mistaken for the archive.
-        tmp.unlink(missing_ok=True)
-
-
-def _download(
-    urls: Sequence[str],
-    target: Path,
-    **kwargs: object,
-) -> None:
-    errors = []
-    for url in urls:
-        try:
-            _fetch(url, target, **kwargs)  # type: ignore[arg-type]
-            return
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            errors.append(f"{url}: {exc}")
-    raise DownloadError("could not download the rMD17 archive:\n  " + "\n  ".join(errors))
 
 
 def _safe_member_path(member: tarfile.TarInfo, root: Path) -> Path:
@@ -186,18 +90,6 @@ def _safe_member_path(member: tarfile.TarInfo, root: Path) -> Path:
     if not path.is_relative_to(root.resolve()):
         raise DownloadError(f"refusing archive member outside the target folder: {name!r}")
     return path
-
-
-def _copy_atomically(src: BinaryIO, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := src.read(_CHUNK):
-                out.write(chunk)
-        os.replace(tmp_name, dest)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
 
 
 def _extract(archive: Path, root: Path, molecules: Sequence[str]) -> None:
@@ -219,7 +111,7 @@ def _extract(archive: Path, root: Path, molecules: Sequence[str]) -> None:
             if src is None:
                 raise DownloadError(f"cannot read archive member {member.name!r}")
             with src:
-                _copy_atomically(src, path)
+                copy_atomically(src, path)
 
 
 def _write_extxyz(npz_path: Path, dest: Path) -> None:
@@ -246,17 +138,12 @@ def _write_extxyz(npz_path: Path, dest: Path) -> None:
     header = 'Properties=species:S:1:pos:R:3:forces:R:3 energy={!r}{} pbc="F F F"\n'
     block = np.concatenate([coords, forces], axis=2).reshape(n_frames, -1)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            for i in range(n_frames):
-                extra = f" old_index={int(old[i])}" if old is not None else ""
-                out.write(f"{n_atoms}\n")
-                out.write(header.format(float(energies[i]), extra))
-                out.write(atom_fmt % tuple(block[i]))
-        os.replace(tmp_name, dest)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_writer(dest, "w", encoding="ascii") as out:
+        for i in range(n_frames):
+            extra = f" old_index={int(old[i])}" if old is not None else ""
+            out.write(f"{n_atoms}\n")
+            out.write(header.format(float(energies[i]), extra))
+            out.write(atom_fmt % tuple(block[i]))
 
 
 def download_rmd17(
@@ -333,12 +220,13 @@ def download_rmd17(
     }
     if archive.exists() and not force:
         try:
-            _verify(*_digests(archive), **checks)  # type: ignore[arg-type]
+            verify_digests(*file_digests(archive), **checks)  # type: ignore[arg-type]
         except DownloadError:
             archive.unlink()  # stale or corrupt leftover from elsewhere: fetch it again
     if force or not archive.exists():
         urls = [url] if isinstance(url, str) else list(url)
-        _download(urls, archive, progress=progress, timeout=timeout, **checks)
+        fetch_first(urls, archive, what="the rMD17 archive", progress=progress,
+                    timeout=timeout, **checks)
 
     _extract(archive, root_path, chosen)
     for molecule, out in outputs.items():

@@ -28,10 +28,8 @@ training (:func:`random_rotations`), and a fixed seeded rotation per shape for e
 from __future__ import annotations
 
 import functools
-import http.client
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -39,7 +37,16 @@ import datasets
 import numpy as np
 import torch
 
+from zoo.data.cache import atomic_writer
+from zoo.data.fetch import (
+    DownloadError,
+    copy_atomically,
+    fetch_first,
+    file_digests,
+    verify_digests,
+)
 from zoo.data.paths import ENV_VAR, data_root
+from zoo.symmetry import random_rotations
 
 __all__ = [
     "MODELNET40_CLASSES",
@@ -190,23 +197,6 @@ def sample_points(
     return points
 
 
-def random_rotations(
-    n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """``n`` Haar-random rotation matrices ``[n, 3, 3]`` (``det = +1``), drawn in float64.
-
-    QR of Gaussian matrices with the signs of ``R``'s diagonal moved into ``Q`` (Haar on O(3)),
-    then one column flipped where the determinant is negative (Haar on SO(3)). Deterministic for
-    a seeded ``generator``.
-    """
-    gaussian = torch.randn(n, 3, 3, generator=generator, dtype=torch.float64)
-    q, r = torch.linalg.qr(gaussian)
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    flip = torch.where(torch.linalg.det(q) < 0, -1.0, 1.0).to(torch.float64)
-    q[:, :, 0] = q[:, :, 0] * flip[:, None]
-    return q.to(dtype)
-
-
 def rotate_points(points: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """``points[s] @ rotations[s].T`` for ``points`` ``[S, P, 3]`` and ``rotations``
     ``[S, 3, 3]`` (or one ``[3, 3]`` for all)."""
@@ -304,8 +294,6 @@ def load_modelnet40(
 def _safe_zip_name(name: str) -> PurePosixPath:
     pure = PurePosixPath(name)
     if pure.is_absolute() or ".." in pure.parts or "\\" in name or ":" in name:
-        from zoo.data.download import DownloadError
-
         raise DownloadError(f"refusing archive member with an unsafe path: {name!r}")
     return pure
 
@@ -313,8 +301,6 @@ def _safe_zip_name(name: str) -> PurePosixPath:
 def _extract_h5(archive: Path, folder: Path) -> dict[str, Path]:
     """Extract the hdf5 files and their ``*_id2file.json`` name lists (flat, by base name),
     checking every member name and each hdf5 file's published md5."""
-    from zoo.data.download import DownloadError, _digests
-
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     with zipfile.ZipFile(archive) as zf:
@@ -323,19 +309,13 @@ def _extract_h5(archive: Path, folder: Path) -> dict[str, Path]:
             if info.is_dir() or not pure.name.endswith((".h5", "_id2file.json", "shape_names.txt")):
                 continue
             dest = folder / pure.name
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{pure.name}.", suffix=".part", dir=folder)
-            try:
-                with zf.open(info) as src, os.fdopen(fd, "wb") as tmp:
-                    while chunk := src.read(1 << 20):
-                        tmp.write(chunk)
-                os.replace(tmp_name, dest)
-            finally:
-                Path(tmp_name).unlink(missing_ok=True)
+            with zf.open(info) as src:
+                copy_atomically(src, dest)
             out[pure.name] = dest
     for name, md5 in MODELNET40_H5_MD5.items():
         if name not in out:
             raise DownloadError(f"the archive {archive} has no member {name}")
-        got = _digests(out[name])[1]
+        got = file_digests(out[name])[1]
         if got != md5:
             raise DownloadError(f"md5 mismatch for {name}: got {got}, expected {md5}")
     return out
@@ -389,17 +369,12 @@ def convert_h5_files(
         if labels_all.min() < 0 or labels_all.max() >= len(classes):
             raise ValueError(f"labels outside 0..{len(classes) - 1} in the {split} files")
         path = dest / f"{split}.npz"
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{split}.", suffix=".npz.part", dir=dest)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                np.savez(
-                    tmp, points=np.concatenate(points).astype(np.float16),
-                    labels=labels_all.astype(np.int8), names=np.asarray(names),
-                    classes=np.asarray(classes),
-                )
-            os.replace(tmp_name, path)
-        finally:
-            Path(tmp_name).unlink(missing_ok=True)
+        with atomic_writer(path) as tmp:
+            np.savez(
+                tmp, points=np.concatenate(points).astype(np.float16),
+                labels=labels_all.astype(np.int8), names=np.asarray(names),
+                classes=np.asarray(classes),
+            )
         written[split] = path
     return written
 
@@ -429,8 +404,6 @@ def download_modelnet40(
     pathlib.Path
         ``<root>/modelnet40``. Existing ``train.npz`` and ``test.npz`` are kept unless ``force``.
     """
-    from zoo.data.download import DownloadError, _digests, _fetch, _verify
-
     base = Path(root).expanduser() if root is not None else data_root()
     dest = base / "modelnet40"
     if not force and all((dest / f"{s}.npz").is_file() for s in ("train", "test")):
@@ -441,19 +414,13 @@ def download_modelnet40(
     checks = {"expected_sha256": None, "expected_md5": expected_md5, "expected_size": expected_size}
     if archive.exists() and not force:
         try:
-            _verify(*_digests(archive), **checks)
+            verify_digests(*file_digests(archive), **checks)
         except DownloadError:
             archive.unlink()
     if force or not archive.exists():
-        errors = []
-        for source in [url] if isinstance(url, str) else list(url):
-            try:
-                _fetch(source, archive, progress=progress, timeout=timeout, **checks)
-                break
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                errors.append(f"{source}: {exc}")
-        else:
-            raise DownloadError("could not download ModelNet40:\n  " + "\n  ".join(errors))
+        urls = [url] if isinstance(url, str) else list(url)
+        fetch_first(urls, archive, what="ModelNet40", progress=progress, timeout=timeout,
+                    **checks)
     files = _extract_h5(archive, dest / "hdf5")
     names_file = files.get("shape_names.txt")
     classes = names_file.read_text().split() if names_file else list(MODELNET40_CLASSES)

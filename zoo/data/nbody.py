@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -35,6 +32,15 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch_geometric.data import Data
+
+from zoo.data.cache import (
+    CACHE_ENV_VAR,
+    MANIFEST_NAME,
+    atomic_folder,
+    cache_dir,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = [
     "NBODY_FEATURES",
@@ -74,8 +80,6 @@ SAMPLE_EVERY = 100
 N_STEPS = (TARGET_FRAME + 1) * SAMPLE_EVERY  # frame k is the state after (k + 1) * 100 steps
 N_PARTICLES = 5
 
-CACHE_ENV_VAR = "ZOO_CACHE_DIR"
-_MANIFEST = "manifest.json"
 _FORMAT = 1
 
 _VEC3 = datasets.List(datasets.Value("float64"), length=3)
@@ -384,10 +388,7 @@ def nbody_cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
     pathlib.Path
         ``<root>/nbody-charged-v1`` (see :data:`NBODY_NAME`). It need not exist.
     """
-    if root is None:
-        env = os.environ.get(CACHE_ENV_VAR, "").strip()
-        root = env if env else Path.home() / ".cache" / "zoo"
-    return Path(root).expanduser().resolve() / NBODY_NAME
+    return cache_dir(NBODY_NAME, root)
 
 
 def _cache_problem(folder: Path, splits: Sequence[str] = NBODY_SPLITS) -> str | None:
@@ -395,13 +396,13 @@ def _cache_problem(folder: Path, splits: Sequence[str] = NBODY_SPLITS) -> str | 
     if not folder.is_dir():
         return "it does not exist"
     try:
-        manifest = json.loads((folder / _MANIFEST).read_text())
+        manifest = read_manifest(folder)
     except (OSError, ValueError) as exc:
-        return f"its {_MANIFEST} cannot be read ({type(exc).__name__}: {exc})"
+        return f"its {MANIFEST_NAME} cannot be read ({type(exc).__name__}: {exc})"
     expected = {"name": NBODY_NAME, "format": _FORMAT, "sha256": NBODY_SHA256}
     for key, value in expected.items():
         if not isinstance(manifest, dict) or manifest.get(key) != value:
-            return f"its {_MANIFEST} does not match this version of zoo ({key!r} differs)"
+            return f"its {MANIFEST_NAME} does not match this version of zoo ({key!r} differs)"
     try:
         dataset_dict = datasets.load_from_disk(str(folder))
         for split in splits:
@@ -418,11 +419,15 @@ def _cache_problem(folder: Path, splits: Sequence[str] = NBODY_SPLITS) -> str | 
 def _write_atomically(
     folder: Path, splits: Mapping[str, Mapping[str, np.ndarray]], manifest: dict
 ) -> None:
-    """Save into a temporary sibling, then rename it into place: never a half-written cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    old = None
-    try:
+    """Save into a temporary sibling, then rename it into place: never a half-written cache.
+
+    If another process finished first, its cache is kept when it is sound.
+    """
+
+    def sound(existing: Path) -> bool:
+        return _cache_problem(existing) is None
+
+    with atomic_folder(folder, accept_existing=sound) as tmp:
         dataset_dict = datasets.DatasetDict(
             {
                 s: datasets.Dataset.from_dict(dict(a), features=NBODY_FEATURES)
@@ -430,22 +435,7 @@ def _write_atomically(
             }
         )
         dataset_dict.save_to_disk(str(tmp))
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary shared data
-        if folder.exists():
-            # A directory cannot be renamed onto a non-empty one: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            # Another process finished first; keep its cache if it is sound.
-            if _cache_problem(folder) is not None:
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        write_manifest(tmp, manifest)
 
 
 def generate_nbody(root: str | os.PathLike[str] | None = None, overwrite: bool = False) -> Path:

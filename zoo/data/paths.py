@@ -1,8 +1,10 @@
 """Where the reference data lives.
 
-The data is kept outside the project (it is large and shared between checkouts): by default in
-``<project root>/../shared/data``, where the project root is the folder that holds the ``zoo``
-package. The environment variable ``ZOO_DATA_DIR`` overrides that default.
+The data is large and shared between checkouts, so it is kept outside the package. The
+environment variable ``ZOO_DATA_DIR`` names the folder. Without it, a source checkout (or an
+editable install) uses ``<project root>/../shared/data``, where the project root is the folder
+that holds the ``zoo`` package; an installed package, which has no project root, uses
+``<cache root>/data`` (``$ZOO_CACHE_DIR/data`` or ``~/.cache/zoo/data``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ENV_VAR = "ZOO_DATA_DIR"
+from zoo.data.cache import cache_root
+from zoo.resources import checkout_root
 
-# zoo/data/paths.py -> parents[2] is the project root (the folder that holds ``zoo/``).
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENV_VAR = "ZOO_DATA_DIR"
 
 
 def default_data_root() -> Path:
@@ -22,9 +24,22 @@ def default_data_root() -> Path:
     Returns
     -------
     pathlib.Path
-        ``<project root>/../shared/data``, normalised (no ``..`` left in it).
+        In a checkout, ``<project root>/../shared/data``, normalised (no ``..`` left in it);
+        in an installed package, ``<cache root>/data`` (see :func:`zoo.data.cache.cache_root`).
     """
-    return (_PROJECT_ROOT.parent / "shared" / "data").resolve()
+    root = checkout_root()
+    if root is not None:
+        return (root.parent / "shared" / "data").resolve()
+    return cache_root() / "data"
+
+
+def _default_source() -> str:
+    if checkout_root() is not None:
+        return f"the checkout's default <project root>/../shared/data, since ${ENV_VAR} is not set"
+    return (
+        f"the installed package's default <cache root>/data (${{ZOO_CACHE_DIR}} or "
+        f"~/.cache/zoo), since ${ENV_VAR} is not set"
+    )
 
 
 def data_root() -> Path:
@@ -67,7 +82,7 @@ def require_data(relpath: str | os.PathLike[str]) -> Path:
     source = (
         f"from ${ENV_VAR}={os.environ[ENV_VAR]!r}"
         if os.environ.get(ENV_VAR, "").strip()
-        else f"the default, since ${ENV_VAR} is not set"
+        else _default_source()
     )
     raise FileNotFoundError(
         f"Reference data {str(relpath)!r} not found at {path} (data root {root}, {source}). "

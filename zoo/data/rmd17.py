@@ -26,12 +26,14 @@ from ase import Atoms
 from torch_geometric.data import Batch, Data
 
 from zoo.data.paths import data_root, require_data
+from zoo.errors import ZooError
 
 __all__ = [
     "FEATURES",
     "InvalidFrameError",
     "LabelPolicy",
     "MOLECULES",
+    "MOLECULE_FORMULAS",
     "SPLITS",
     "atoms_to_data",
     "frames_to_batch",
@@ -55,6 +57,19 @@ MOLECULES: tuple[str, ...] = (
     "uracil",
 )
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: Chemical formula of every rMD17 molecule (each trajectory is one molecule).
+MOLECULE_FORMULAS: dict[str, str] = {
+    "aspirin": "C9H8O4",
+    "azobenzene": "C12H10N2",
+    "benzene": "C6H6",
+    "ethanol": "C2H6O",
+    "malonaldehyde": "C3H4O2",
+    "naphthalene": "C10H8",
+    "paracetamol": "C8H9NO2",
+    "salicylic": "C7H6O3",
+    "toluene": "C7H8",
+    "uracil": "C4H4N2O2",
+}
 
 _MAX_Z = 118
 
@@ -77,7 +92,7 @@ FEATURES = datasets.Features(
 """Schema of the datasets returned by :func:`load_rmd17` (float64, eV and eV/Å)."""
 
 
-class InvalidFrameError(ValueError):
+class InvalidFrameError(ZooError, ValueError):
     """A frame (or a whole file) that cannot be used: bad elements, non-finite values, etc."""
 
 
@@ -195,15 +210,41 @@ def _parse_problem(exc: Exception) -> str:
     return f"could not parse extended XYZ ({type(exc).__name__}: {exc})"
 
 
-def read_frames(path: str | os.PathLike[str], *, labels: LabelPolicy = "check") -> list[Atoms]:
-    """Read every frame of an extended XYZ file and validate each with :func:`validate_frame`.
+def _guess_format(path: Path) -> str:
+    from ase.io.formats import UnknownFileTypeError, filetype, ioformats
+
+    if path.suffix.lower() in (".xyz", ".extxyz"):
+        return "extxyz"  # also reads plain XYZ; and an empty file is "no frames", not unknown
+    try:
+        fmt = filetype(str(path), read=True)
+    except (UnknownFileTypeError, OSError, ValueError):
+        fmt = None
+    if fmt is None or fmt not in ioformats or not ioformats[fmt].can_read:
+        raise InvalidFrameError(
+            f"{path}: ase cannot tell which format this is from its name or content; name it "
+            "after its format (.xyz / .extxyz, .pdb, .traj, .cif, .sdf, ...) or pass format="
+        )
+    return fmt
+
+
+def read_frames(
+    path: str | os.PathLike[str],
+    *,
+    labels: LabelPolicy = "check",
+    format: str | None = None,
+) -> list[Atoms]:
+    """Read every frame of a structure file and validate each with :func:`validate_frame`.
 
     Parameters
     ----------
     path
-        The ``.xyz`` file.
+        Any file ``ase.io.read`` reads: extended XYZ (``.xyz``, ``.extxyz``), ``.pdb``, ASE
+        trajectories (``.traj``: ASE's own JSON-based format; the old pickled trajectories are
+        refused, never unpickled), ``.cif``, ``.sdf`` and the other formats of ``ase.io``.
     labels
         How to validate energies and forces, see :func:`validate_frame`.
+    format
+        An ``ase.io`` format name; ``None`` guesses it from the file name and content.
 
     Returns
     -------
@@ -221,18 +262,32 @@ def read_frames(path: str | os.PathLike[str], *, labels: LabelPolicy = "check") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    fmt = format or _guess_format(path)
     frames: list[Atoms] = []
-    # iread (not read) so that a parse error can be pinned to the frame where it happened.
-    reader = ase.io.iread(path, index=":", format="extxyz")
-    while True:
+    if fmt != "extxyz":
         try:
-            atoms = next(reader)
-        except StopIteration:
-            break
-        except Exception as exc:  # ase raises many types (KeyError, ValueError, XYZError...)
-            raise InvalidFrameError(f"{path}: frame {len(frames)}: {_parse_problem(exc)}") from exc
-        validate_frame(atoms, len(frames), source=path, labels=labels)
-        frames.append(atoms)
+            read = ase.io.read(path, index=":", format=fmt)
+        except Exception as exc:  # each ase reader raises its own types
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            raise InvalidFrameError(
+                f"{path}: could not read it as {fmt} ({type(exc).__name__}: {reason})"
+            ) from exc
+        for atoms in [read] if isinstance(read, Atoms) else read:
+            validate_frame(atoms, len(frames), source=path, labels=labels)
+            frames.append(atoms)
+    else:
+        # iread (not read) so that a parse error can be pinned to the frame where it happened.
+        reader = ase.io.iread(path, index=":", format="extxyz")
+        while True:
+            try:
+                atoms = next(reader)
+            except StopIteration:
+                break
+            except Exception as exc:  # ase raises many types (KeyError, ValueError, XYZError...)
+                problem = _parse_problem(exc)
+                raise InvalidFrameError(f"{path}: frame {len(frames)}: {problem}") from exc
+            validate_frame(atoms, len(frames), source=path, labels=labels)
+            frames.append(atoms)
     if not frames:
         raise InvalidFrameError(f"{path}: file holds no frames")
     return frames

@@ -39,11 +39,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,6 +50,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from zoo.data.cache import (
+    MANIFEST_NAME,
+    atomic_folder,
+    atomic_writer,
+    cache_dir,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = [
     "CHECKSUM_SHA256",
@@ -116,8 +123,6 @@ CHECKSUM_SHA256 = "61df528040d42cc6a411978c399bd87f2b0db06213b0884c66dde9af37a8e
 """sha256 (:func:`frames_digest`) of simulation ``k = 1`` with PhiFlow 3.4.0, phiml 1.16.1,
 numpy 2.4, scipy 1.17 (x86-64): checked whenever generation simulates it."""
 
-CACHE_ENV_VAR = "ZOO_CACHE_DIR"
-_MANIFEST = "manifest.json"
 _FORMAT = 1
 
 
@@ -347,10 +352,7 @@ def smoke_cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
 
     ``root`` defaults to ``$ZOO_CACHE_DIR`` when set and not empty, else ``~/.cache/zoo``.
     """
-    if root is None:
-        env = os.environ.get(CACHE_ENV_VAR, "").strip()
-        root = env if env else Path.home() / ".cache" / "zoo"
-    return Path(root).expanduser().resolve() / SMOKE_NAME
+    return cache_dir(SMOKE_NAME, root)
 
 
 def _staging_dir(folder: Path) -> Path:
@@ -365,10 +367,8 @@ def _staged_path(folder: Path, k: int) -> Path:
 def _save_staged(folder: Path, k: int, frames: np.ndarray) -> None:
     path = _staged_path(folder, k)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_writer(path) as f:
         np.save(f, frames)
-    os.replace(tmp, path)
 
 
 def _load_staged(folder: Path, k: int) -> np.ndarray | None:
@@ -381,10 +381,6 @@ def _load_staged(folder: Path, k: int) -> np.ndarray | None:
         return None
 
 
-def _read_manifest(folder: Path) -> dict:
-    return json.loads((folder / _MANIFEST).read_text())
-
-
 def _cache_problem(folder: Path) -> str | None:
     """Why ``folder`` is not a complete cache of this version; ``None`` if it is one.
 
@@ -395,11 +391,11 @@ def _cache_problem(folder: Path) -> str | None:
     if not folder.is_dir():
         return "it does not exist"
     try:
-        manifest = _read_manifest(folder)
+        manifest = read_manifest(folder)
     except (OSError, ValueError) as exc:
-        return f"its {_MANIFEST} cannot be read ({type(exc).__name__}: {exc})"
+        return f"its {MANIFEST_NAME} cannot be read ({type(exc).__name__}: {exc})"
     if manifest.get("name") != SMOKE_NAME or manifest.get("format") != _FORMAT:
-        return f"its {_MANIFEST} does not match this version of zoo"
+        return f"its {MANIFEST_NAME} does not match this version of zoo"
     try:
         table = datasets.load_from_disk(str(folder))
         if sorted(table["k"]) != sorted(int(t["k"]) for t in manifest["tasks"]):
@@ -434,10 +430,7 @@ def write_cache(folder: Path, simulations: Mapping[int, np.ndarray], manifest: d
                 "tasks": [{"k": t.k, "j": t.j, "inflow": list(t.inflow),
                            "buoyancy": list(t.buoyancy),
                            "sha256": frames_digest(simulations[t.k])} for t in tasks]}
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    old = None
-    try:
+    with atomic_folder(folder) as tmp:
         table = datasets.Dataset.from_dict(
             {"k": [t.k for t in tasks], "j": [t.j for t in tasks],
              "inflow": [list(t.inflow) for t in tasks],
@@ -446,17 +439,7 @@ def write_cache(folder: Path, simulations: Mapping[int, np.ndarray], manifest: d
             features=_features(shape),
         )
         table.save_to_disk(str(tmp))
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary shared data
-        if folder.exists():
-            # A directory cannot be renamed onto a non-empty one: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        write_manifest(tmp, manifest)
 
 
 def load_frames(tasks: Iterable[int], root: str | os.PathLike[str] | None = None,
@@ -476,7 +459,7 @@ def load_frames(tasks: Iterable[int], root: str | os.PathLike[str] | None = None
             f"about 2.5 CPU core-hours, 365 MB) with `python -m zoo.data.smoke --root "
             f"{folder.parent} --workers 2`; it needs PhiFlow (pip install 'zoo[smoke]')."
         )
-    expected = {int(t["k"]): t["sha256"] for t in _read_manifest(folder)["tasks"]}
+    expected = {int(t["k"]): t["sha256"] for t in read_manifest(folder)["tasks"]}
     table = datasets.load_from_disk(str(folder)).with_format("numpy")
     rows = {int(k): i for i, k in enumerate(table["k"])}
     out = {}

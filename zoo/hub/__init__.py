@@ -1,6 +1,9 @@
 """Checkpoints, the registry of published models, and the Hugging Face Hub.
 
-- :mod:`zoo.hub.pretrained`: the registry (``list_models``, ``info``, ``register_pretrained``);
+- :mod:`zoo.hub.pretrained`: the registry (``list_models``, ``info``, ``register_pretrained``),
+  read from the bundled ``model_cards/index.json``;
+- :mod:`zoo.hub.index`: writing that index (``record_model``, used by ``zoo publish`` and the
+  training scripts);
 - :mod:`zoo.hub.checkpoint`: the checkpoint folder (``save_pretrained``, reading, verifying);
 - :mod:`zoo.hub.download`: finding a folder (local, bundled, cache, Hub) and ``download``;
 - :mod:`zoo.hub.load`: ``load`` (public as ``zoo.load``);
@@ -25,6 +28,8 @@ _EXPORTS = {
     "get_pretrained": "zoo.hub.pretrained",
     "list_models": "zoo.hub.pretrained",
     "info": "zoo.hub.pretrained",
+    "read_index": "zoo.hub.pretrained",
+    "index_path": "zoo.hub.pretrained",
     "save_pretrained": "zoo.hub.checkpoint",
     "read_checkpoint": "zoo.hub.checkpoint",
     "verify_folder": "zoo.hub.checkpoint",

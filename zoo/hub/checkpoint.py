@@ -15,7 +15,6 @@ given by the caller, e.g. the registry) before a single tensor is built.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import mmap
@@ -27,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.data.cache import atomic_write_bytes
+from zoo.errors import DeviceError, UnknownArchitectureError
 from zoo.hub.errors import CheckpointError, CorruptFileError, IncompatibleVersionError
 from zoo.hub.pretrained import SAFE_NAME
 
@@ -41,9 +42,17 @@ _FLOAT_DTYPES = {
     "float32": torch.float32,
     "float64": torch.float64,
 }
+#: Key of ``config.json`` holding the sha256 of the rest of the config (see :func:`config_digest`).
+DIGEST_KEY = "manifest_sha256"
 # Written by save_pretrained itself; `extra` may not override them.
 _RESERVED_KEYS = frozenset(
-    {"architecture", "model_args", "dtype", "relaxation", "versions", "files", "format_version"}
+    {"architecture", "model_args", "dtype", "relaxation", "versions", "files", "format_version",
+     DIGEST_KEY}
+)
+#: Keys a config's ``"relaxation"`` recipe may hold: those :func:`zoo.relax.relax` takes by name,
+#: and ``"training"`` / ``"notes"`` for everything that only describes training.
+RELAXATION_KEYS = frozenset(
+    {"method", "form", "hidden_factor", "level", "regularize", "training", "notes"}
 )
 
 
@@ -72,6 +81,70 @@ def file_hashes(folder: str | Path) -> dict[str, str]:
         for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".")
     }
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """sha256 of a config's content, :data:`DIGEST_KEY` left out (the manifest digest).
+
+    The config records the sha256 and size of every weights file, so this one digest covers the
+    whole checkpoint, ``config.json`` included. It is computed on the parsed content (sorted
+    keys, no whitespace), so re-indenting the file does not change it; editing a value does.
+    """
+    content = {k: v for k, v in config.items() if k != DIGEST_KEY}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return sha256_bytes(canonical.encode())
+
+
+def config_bytes(config: Mapping[str, Any]) -> bytes:
+    """``config.json``'s bytes for ``config``, with a fresh manifest digest."""
+    config = {**config, DIGEST_KEY: config_digest(config)}
+    return (json.dumps(config, sort_keys=True, indent=2) + "\n").encode()
+
+
+def write_config(folder: str | Path, config: Mapping[str, Any]) -> Path:
+    """Write ``config.json`` atomically with a fresh manifest digest (for tools that edit it).
+
+    Returns
+    -------
+    pathlib.Path
+        The file.
+    """
+    path = Path(folder) / CONFIG_NAME
+    _write_atomic(path, config_bytes(config))
+    return path
+
+
+def parse_device(device: torch.device | str) -> torch.device:
+    """A torch device from a device or its name, checked to exist on this machine.
+
+    Raises
+    ------
+    zoo.errors.DeviceError
+        For a name torch does not know (``"banana"``), or a CUDA / MPS device this machine
+        does not have.
+    """
+    try:
+        target = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(
+            f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N' (a GPU index)"
+        ) from None
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {str(device)!r} asked for, but no CUDA GPU is usable here "
+                "(torch.cuda.is_available() is False); use device 'cpu'"
+            )
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {str(device)!r} asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s); use 'cuda:0' to "
+                f"'cuda:{torch.cuda.device_count() - 1}'"
+            )
+    elif target.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {str(device)!r} asked for, but MPS is not available here; "
+                          "use device 'cpu'")
+    return target
 
 
 def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -118,21 +191,8 @@ def _library_versions() -> dict[str, str | None]:
 
 # --- writing ----------------------------------------------------------------------------------
 def _write_atomic(path: Path, data: bytes) -> None:
-    import tempfile
-
     # A reader (or a crash) never sees a half-written file: write a sibling, then rename.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a published folder is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def _relaxation_branches(model: nn.Module) -> list[Any]:
@@ -238,6 +298,7 @@ def save_pretrained(
     relaxation = dict(relaxation) if relaxation is not None else {"method": "none"}
     if "method" not in relaxation:
         raise ValueError('relaxation must name its "method" (use {"method": "none"} for none)')
+    _check_relaxation_keys(relaxation, "save_pretrained(relaxation=...)")
 
     from safetensors.torch import save as save_safetensors
 
@@ -259,7 +320,7 @@ def save_pretrained(
     for key, value in (("units", getattr(model, "units", None)), ("cutoff", _cutoff(model))):
         if value is not None:
             config.setdefault(key, value)
-    config_bytes = (json.dumps(config, sort_keys=True, indent=2) + "\n").encode()
+    config_data = config_bytes(config)
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -268,7 +329,7 @@ def save_pretrained(
     # instead of pairing new weights with an old, valid-looking config.
     _write_atomic(folder / WEIGHTS_NAME, weights)
     _write_atomic(folder / CARD_NAME, text.encode())
-    _write_atomic(folder / CONFIG_NAME, config_bytes)
+    _write_atomic(folder / CONFIG_NAME, config_data)
     return folder
 
 
@@ -305,6 +366,35 @@ def _read(folder: Path, filename: str) -> bytes:
         raise CheckpointError(f"{folder} has no {filename}: not a zoo checkpoint folder") from None
 
 
+def _check_relaxation_keys(relaxation: Mapping[str, Any], where: str) -> None:
+    import difflib
+
+    unknown = sorted(set(relaxation) - RELAXATION_KEYS)
+    if unknown:
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
+            for key in unknown
+            for close in [difflib.get_close_matches(key, RELAXATION_KEYS, n=1)]
+        ]
+        raise CheckpointError(
+            f"{where}: unknown relaxation key(s) {', '.join(hints)}; known keys are "
+            f"{sorted(RELAXATION_KEYS)} (put training-only settings under \"training\")"
+        )
+
+
+def _check_digest(config: Mapping[str, Any], path: Path) -> None:
+    recorded = config.get(DIGEST_KEY)
+    if recorded is None:  # written before digests (registry checksums cover bundled models)
+        return
+    if recorded != config_digest(config):
+        raise CheckpointError(
+            f"{path} was edited after it was saved: its content no longer matches its "
+            f"{DIGEST_KEY}, so its model_args, energies or file checksums cannot be trusted. "
+            f"Restore the file, or re-save the model with zoo.save_pretrained (deleting the "
+            f"{DIGEST_KEY!r} entry accepts the edit knowingly)"
+        )
+
+
 def _validate_config(config: Any, path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path} must hold a JSON object")
@@ -324,6 +414,10 @@ def _validate_config(config: Any, path: Path) -> dict[str, Any]:
             raise CheckpointError(f"{path} lists an invalid weights file name {filename!r}")
         if not isinstance(record, dict) or not {"sha256", "size"} <= set(record):
             raise CheckpointError(f"{path}: files[{filename!r}] needs sha256 and size")
+    relaxation = config.get("relaxation", {"method": "none"})
+    if not isinstance(relaxation, dict):
+        raise CheckpointError(f'{path}: "relaxation" must be an object')
+    _check_relaxation_keys(relaxation, str(path))
     parse_dtype(config.get("dtype", "float32"))
     return config
 
@@ -361,6 +455,7 @@ def read_config(
         raise CheckpointError(f"{folder / CONFIG_NAME} is not valid JSON: {err}") from None
     config = _validate_config(config, folder / CONFIG_NAME)
     check_zoo_version(config.get("min_zoo_version"), f"the checkpoint in {folder}")
+    _check_digest(config, folder / CONFIG_NAME)
     return config
 
 
@@ -418,7 +513,15 @@ def read_checkpoint(
         path = folder / filename
         before = _identity(path)
         _check(path, None, (expected.get(filename), None), (record["sha256"], record["size"]))
-        loaded = load_file(path)
+        try:
+            loaded = load_file(path)
+        except Exception as err:  # safetensors' SafetensorError, or an OSError while mapping
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(
+                f"{path} matches its recorded sha256 but is not a readable safetensors file "
+                f"({reason}): it was written broken; re-export the model with "
+                "zoo.save_pretrained"
+            ) from None
         # Same inode, size and mtime after reading: the tensors come from the file just hashed
         # (a concurrent save_pretrained renames a new file into place; it cannot slip in).
         if _identity(path) != before:
@@ -510,9 +613,7 @@ def build_model(
     torch.nn.Module
         The model, in eval mode.
     """
-    from zoo._registry import create_model
-
-    model = create_model(config["architecture"], model_args=dict(config["model_args"]))
+    model = _build_architecture(config)
     # Load into a model of the stored dtype, so the weights arrive bit for bit; cast afterwards.
     stored = parse_dtype(config.get("dtype", "float32"))
     cast(model, dtype=stored)
@@ -524,6 +625,43 @@ def build_model(
             f"config's model_args: {err}"
         ) from err
     return cast(model, dtype=dtype, device=device).eval()
+
+
+def _build_architecture(config: Mapping[str, Any]) -> nn.Module:
+    import difflib
+    import inspect
+
+    import zoo
+    from zoo._registry import create_model, get_architecture
+
+    architecture, model_args = config["architecture"], dict(config["model_args"])
+    try:
+        entry = get_architecture(architecture)
+    except UnknownArchitectureError as err:
+        raise CheckpointError(
+            f"config.json names architecture {architecture!r}, which zoo {zoo.__version__} "
+            f"does not have ({err}); upgrade zoo if the checkpoint comes from a newer version"
+        ) from None
+    parameters = inspect.signature(entry.cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    known = [name for name in parameters if name != "self"]
+    unknown = [] if takes_any else sorted(set(model_args) - set(known))
+    if unknown:
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
+            for key in unknown
+            for close in [difflib.get_close_matches(key, known, n=1)]
+        ]
+        raise CheckpointError(
+            f"config.json model_args has unknown key(s) {', '.join(hints)} for architecture "
+            f"{architecture!r}, which takes {known}"
+        )
+    try:
+        return create_model(architecture, model_args=model_args)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"config.json model_args do not build architecture {architecture!r}: {err}"
+        ) from None
 
 
 def cast(
@@ -538,9 +676,17 @@ def cast(
     Clebsch-Gordan coefficients, re-derived in the new dtype).
     """
     target = parse_dtype(dtype) if dtype is not None else None
+    device = parse_device(device) if device is not None else None
     tensors = [*model.parameters(), *model.buffers()]
     same_dtype = target is None or all(t.dtype == target for t in tensors if t.is_floating_point())
-    same_device = device is None or all(t.device == torch.device(device) for t in tensors)
+    same_device = device is None or all(_same_device(t.device, device) for t in tensors)
     if not (same_dtype and same_device):
         model.to(device=device, dtype=target)
     return model
+
+
+def _same_device(actual: torch.device, wanted: torch.device) -> bool:
+    # "cuda" means the current GPU; tensors always carry an index.
+    if wanted.type == "cuda" and wanted.index is None and actual.type == "cuda":
+        return actual.index == torch.cuda.current_device()
+    return actual == wanted

@@ -27,9 +27,11 @@ from typing import Literal
 from zoo.hub.checkpoint import CONFIG_NAME, check_zoo_version, verify_folder
 from zoo.hub.errors import CorruptFileError, DownloadError, InvalidNameError, OfflineError
 from zoo.hub.pretrained import SAFE_NAME, PretrainedEntry, get_pretrained, is_registered
+from zoo.resources import model_cards_dir as bundled_model_cards_dir
 
-#: Folder of the bundled model cards. ``None``: ``$ZOO_MODEL_CARDS_DIR`` if set, else
-#: ``<project root>/model_cards`` (the project root is the parent of the ``zoo`` package).
+#: Folder of the bundled model cards. ``None``: ``$ZOO_MODEL_CARDS_DIR`` if set, else the one
+#: shipped with zoo (:func:`zoo.resources.model_cards_dir`: the checkout's ``model_cards/``, or
+#: the installed package's copy).
 MODEL_CARDS_DIR: Path | None = None
 
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
@@ -72,7 +74,7 @@ def model_cards_dir() -> Path:
     env = os.environ.get("ZOO_MODEL_CARDS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "model_cards"
+    return bundled_model_cards_dir()
 
 
 def offline_from_env() -> bool:
@@ -126,6 +128,7 @@ def resolve(
     """
     if isinstance(name_or_path, os.PathLike) or not is_plain_name(str(name_or_path)):
         folder = _expanduser(Path(name_or_path))
+        _refuse_a_file(folder)
         if not str(name_or_path) or not folder.is_dir():  # "" would be the working directory
             raise InvalidNameError(
                 f"{str(name_or_path)!r} is neither a model name ([A-Za-z0-9._-], not starting "
@@ -135,6 +138,8 @@ def resolve(
     name = str(name_or_path)
     if not is_registered(name) and Path(name).is_dir():
         return _local(Path(name), revision)
+    if not is_registered(name):
+        _refuse_a_file(Path(name))
     entry = get_pretrained(name)  # raises UnknownModelError with suggestions
     check_zoo_version(entry.min_zoo_version, f"model {entry.name!r}")
     if revision is None or revision == entry.revision:
@@ -148,6 +153,27 @@ def resolve(
         local_files_only=local_files_only,
         endpoint=endpoint,
         token=token,
+    )
+
+
+# Suffixes of files people pass where a checkpoint folder is expected.
+_WEIGHT_FILE_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".bin", ".pkl", ".safetensors"})
+
+
+def _refuse_a_file(path: Path) -> None:
+    """A clear error for a weights file (``model.pt``) passed where a folder belongs."""
+    if path.is_dir() or not (path.is_file() or path.suffix.lower() in _WEIGHT_FILE_SUFFIXES):
+        return
+    where = "is a file" if path.is_file() else "looks like a file name"
+    hint = (
+        f"; pass its folder {str(path.parent)!r} if it holds a config.json"
+        if path.suffix.lower() == ".safetensors"
+        else "; pickled .pt/.ckpt files are never loaded (unpickling runs code): export the "
+        "model with zoo.save_pretrained, or train it with `zoo train`, which writes a folder"
+    )
+    raise InvalidNameError(
+        f"{str(path)!r} {where}, but zoo.load takes a registered model name or a checkpoint "
+        f"folder (config.json + model.safetensors, written by zoo.save_pretrained){hint}"
     )
 
 
@@ -193,10 +219,12 @@ def fetch(
     offline = local_files_only or offline_from_env()
     wanted = revision or entry.revision
     if wanted is None:
+        bundled = model_cards_dir() / entry.name
         raise OfflineError(
             f"model {entry.name!r} is not on the Hub yet (no pinned revision): it is served from "
-            f"the bundled folder {model_cards_dir() / entry.name}, which this checkout lacks. "
-            "Use a full clone of the zoo repository, or pass revision= for a Hub branch or tag."
+            f"the bundled folder {bundled}, which this installation lacks. Use a full clone of "
+            "the zoo repository (or set ZOO_MODEL_CARDS_DIR to its model_cards folder), or name "
+            "a Hub branch or tag (--revision on the command line, revision= in Python)."
         )
     # config.json first: its snapshot folder names the commit that `wanted` resolved to, and the
     # other files are then fetched from that same commit even if a branch moves meanwhile.
@@ -239,10 +267,15 @@ def fetch(
     resolved_commit = commit if _COMMIT_SHA.fullmatch(commit) else None
     expected = entry.sha256 if resolved_commit == entry.revision else {}
     if resolved_commit != entry.revision:
+        pinned = (
+            f"the registry's pinned commit {entry.revision}"
+            if entry.revision is not None
+            else "a commit the registry vouches for (it pins none: the model is bundled)"
+        )
         warnings.warn(
-            f"{entry.name}: revision {wanted!r} ({resolved_commit or 'unresolved'}) is not the "
-            f"registry's pinned commit {entry.revision}; its files are checked only against "
-            "the checksums recorded in its own config.json",
+            f"{entry.name}: revision {wanted!r} ({resolved_commit or 'unresolved'}) is not "
+            f"{pinned}; its files are checked only against the checksums recorded in its own "
+            "config.json",
             stacklevel=3,
         )
     return Resolved(folder, "hub", entry.name, resolved_commit, expected, entry)
@@ -306,7 +339,8 @@ def download(
     Returns
     -------
     pathlib.Path
-        The verified snapshot folder.
+        The verified snapshot folder; for a model that is bundled and not on the Hub
+        (no pinned revision, none asked for), the verified bundled folder: nothing to download.
 
     Raises
     ------
@@ -315,6 +349,10 @@ def download(
     """
     entry = get_pretrained(name)
     check_zoo_version(entry.min_zoo_version, f"model {entry.name!r}")
+    bundled = model_cards_dir() / entry.name
+    if revision is None and entry.revision is None and bundled.is_dir():
+        verify_folder(bundled, entry.sha256)
+        return bundled
     resolved = fetch(entry, revision=revision, cache_dir=cache_dir, endpoint=endpoint, token=token)
     verify_resolved(resolved)
     return resolved.folder

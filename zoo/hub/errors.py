@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# One base class for the whole package, defined where nothing else is imported.
+from zoo.errors import ZooError
 
-class ZooError(Exception):
-    """Base class of the zoo's own errors."""
+__all__ = [
+    "CheckpointError",
+    "CorruptFileError",
+    "DownloadError",
+    "IncompatibleVersionError",
+    "InvalidNameError",
+    "OfflineError",
+    "UnknownModelError",
+    "ZooError",
+]
 
 
 class UnknownModelError(ZooError, LookupError):
@@ -97,4 +107,9 @@ class OfflineError(ZooError, OSError):
 
 
 class DownloadError(ZooError, OSError):
-    """The Hub (or the mirror in ``HF_ENDPOINT``) could not deliver a file."""
+    """A file could not be downloaded, or failed its checks once downloaded.
+
+    The zoo's one download error: raised for the Hub (or the mirror in ``HF_ENDPOINT``) and for
+    the dataset archives (:mod:`zoo.data.fetch`: a refused URL, a truncated transfer, a size or
+    checksum mismatch, an unsafe archive member).
+    """

@@ -24,6 +24,7 @@ def load(
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
     relaxed: bool = False,
+    level: float | None = None,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     local_files_only: bool = False,
@@ -44,7 +45,18 @@ def load(
         never changed.
     relaxed
         Attach fresh relaxation branches (:func:`zoo.relax.relax`) following the recipe the model
-        was trained with, for fine-tuning; the model computes the same function until trained.
+        was trained with (CR for a model trained without relaxation), for fine-tuning; the model
+        computes the same function until trained, since each branch's output layer starts at
+        zero. The branches start at a positive level (``level``), so they receive gradients
+        from the first step. What sets the levels afterwards is up to the training loop: keep
+        them constant, or drive them with a controller (``c = zoo.relax.make_controller("cr",
+        cooldown_epochs=1); c.attach(model)``, then ``c.on_epoch_start(epoch, n_epochs)`` every
+        epoch and ``c.on_before_optimizer_step()`` after ``backward``), and call
+        ``zoo.relax.project(model)`` at the end for an exactly equivariant model.
+    level
+        Starting level of the branches (``relaxed=True``); ``None``: :data:`RELAXED_LEVEL` for CR
+        (a level of 0 would give the branches exactly zero gradient), the method's own start
+        for ACE and RECM (1, a learnable level).
     revision
         Hub branch, tag or commit sha of a registered model; ``None`` is the registry's pinned
         commit.
@@ -93,7 +105,7 @@ def load(
     model = build_model(config, tensors)
     del tensors  # the model holds its own copies; free the file's before casting or relaxing
     if relaxed:
-        model = _relax(model, config)
+        model = _relax(model, config, level)
     cast(model, dtype=dtype, device=device).eval()
     model.zoo_info = {
         "name": resolved.name,
@@ -121,9 +133,19 @@ def relax_recipe(config: dict[str, Any], relax_fn: Any) -> dict[str, Any]:
     return recipe
 
 
-def _relax(model: nn.Module, config: dict[str, Any]) -> nn.Module:
+#: Starting level of CR branches attached by ``zoo.load(..., relaxed=True)``: positive, so that
+#: the branches learn from the first step; small, so that the branches start as a perturbation.
+RELAXED_LEVEL = 0.1
+
+
+def _relax(model: nn.Module, config: dict[str, Any], level: float | None) -> nn.Module:
     try:
         from zoo.relax import relax
     except ImportError as err:
         raise ZooError("relaxed=True needs zoo.relax, which could not be imported") from err
-    return relax(model, **relax_recipe(config, relax))
+    recipe = relax_recipe(config, relax)
+    if level is not None:
+        recipe["level"] = level
+    elif recipe["method"] == "cr":
+        recipe["level"] = RELAXED_LEVEL
+    return relax(model, **recipe)

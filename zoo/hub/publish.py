@@ -1,12 +1,14 @@
-"""``zoo.publish``: upload a verified checkpoint folder to the Hub and pin the commit."""
+"""``zoo.publish``: upload a verified checkpoint folder to the Hub and pin the commit in the
+registry (``index.json``, see :mod:`zoo.hub.index`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from zoo.hub.checkpoint import build_model, file_hashes, read_checkpoint, verify_folder
+from zoo.hub.index import record_model
+from zoo.hub.pretrained import index_path
 
 
 def publish(
@@ -19,6 +21,8 @@ def publish(
     endpoint: str | None = None,
     commit_message: str | None = None,
     api: Any = None,
+    index: str | Path | None = None,
+    name: str | None = None,
 ) -> str:
     """Upload a checkpoint folder to a Hub model repository.
 
@@ -44,15 +48,20 @@ def publish(
         Message of the upload commit.
     api
         An ``HfApi``-like object (tests); ``None`` builds ``HfApi(endpoint=..., token=...)``.
+    index
+        The registry file to record the upload in; ``None``: the bundled
+        ``model_cards/index.json`` (:func:`zoo.hub.pretrained.index_path`).
+    name
+        Registry name; ``None``: the config's ``name``, else the folder's name.
 
     Returns
     -------
     str
-        The commit sha to pin as the registry entry's ``revision``. A ready-to-paste registry
-        block is printed too.
+        The commit sha, pinned as the entry's ``revision`` in ``index`` (with the sha256 and
+        size of every uploaded file; see :func:`zoo.hub.index.record_model`).
     """
     folder = Path(folder)
-    config = verify_folder(folder, exact=True)
+    verify_folder(folder, exact=True)
     # A folder that verifies but whose weights do not fit its architecture would be published
     # broken: rebuild it once before anything leaves the machine.
     build_model(*read_checkpoint(folder))
@@ -76,25 +85,9 @@ def publish(
         f"published {folder} to {repo_id} at commit {sha}"
         + (f" (tag {revision_tag})" if revision_tag else "")
     )
-    print(registry_block(folder.resolve().name, repo_id, sha, config, hashes))
+    if file_hashes(folder) != hashes:  # the registry must pin exactly what was uploaded
+        raise RuntimeError(f"{folder} changed while it was uploaded; publish it again")
+    target = Path(index) if index is not None else index_path()
+    entry = record_model(folder, index=target, name=name, repo_id=repo_id, revision=sha)
+    print(f"recorded {entry.name} at {sha} in {target}")
     return sha
-
-
-def registry_block(
-    name: str, repo_id: str, revision: str, config: dict[str, Any], sha256: dict[str, str]
-) -> str:
-    """Source of the ``register_pretrained`` block for :mod:`zoo.hub.pretrained`."""
-    files = json.dumps(sha256, indent=8, sort_keys=True).replace("\n}", "\n    }")
-    return (
-        "register_pretrained(PretrainedEntry(\n"
-        f"    name={name!r},\n"
-        f"    architecture={config['architecture']!r},\n"
-        f"    repo_id={repo_id!r},\n"
-        f"    revision={revision!r},\n"
-        f"    sha256={files},\n"
-        f"    dataset={config.get('dataset', '')!r},\n"
-        "    licence='',\n"
-        f"    min_zoo_version={config.get('min_zoo_version', '0.1.0')!r},\n"
-        "    metrics={},\n"
-        "))"
-    )

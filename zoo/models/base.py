@@ -122,6 +122,9 @@ class ZooModel(nn.Module):
     # False for baselines and approximately equivariant models (e.g. the smoke-plume CNNs):
     # ``symmetry`` then names the group their error is *measured* against, not a guarantee.
     exactly_equivariant: ClassVar[bool] = True
+    # What the model predicts on, for readable errors when it gets something else:
+    # "atoms" (ase.Atoms frames / PyG batches of z, pos), "point_cloud", "nbody", "grid".
+    input_kind: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

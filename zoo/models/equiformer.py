@@ -24,6 +24,7 @@ from e3nn import o3
 from torch import nn
 
 from zoo._registry import register_architecture
+from zoo.errors import InputError
 from zoo.models.base import GroupElement, RelaxationSite, SymmetryGroup, ZooModel
 from zoo.models.equiformer_layers import (
     EquivariantLayerNorm,
@@ -50,12 +51,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         radial_hidden=16, irreps_head="8x0e+4x1e+2x2e", num_heads=2,
         irreps_mlp_mid="32x0e+16x1e+8x2e", irreps_feature="64x0e",
     ),
+    # Degree 1 only, twice the channels of ``small``: 72k parameters at ~0.6x the CPU cost per
+    # frame of ``small`` (benchmarks/bench_equiformer.py), the better trade on a CPU budget.
+    "small-l1": dict(
+        irreps_node="32x0e+16x1e", num_layers=2, lmax=1, num_basis=16,
+        radial_hidden=32, irreps_head="16x0e+8x1e", num_heads=2,
+        irreps_mlp_mid="64x0e+32x1e", irreps_feature="64x0e",
+    ),
     "tiny": dict(
         irreps_node="8x0e+4x1e+2x2e", num_layers=2, lmax=2, num_basis=8,
         radial_hidden=8, irreps_head="4x0e+2x1e+2x2e", num_heads=2,
         irreps_mlp_mid="8x0e+4x1e+2x2e", irreps_feature="8x0e",
     ),
 }
+
+
+def _symbols(numbers: Any) -> str:
+    from ase.data import chemical_symbols
+
+    return ", ".join(chemical_symbols[int(z)] for z in numbers)
 
 
 class EquiformerBlock(nn.Module):
@@ -123,6 +137,7 @@ class Equiformer(ZooModel):
 
     symmetry = SymmetryGroup(rotations=True, reflections=False, translations=True,
                              permutations=True)
+    input_kind = "atoms"
 
     def __init__(
         self,
@@ -174,27 +189,41 @@ class Equiformer(ZooModel):
             nn.SiLU(),
             nn.Linear(self.irreps_feature.dim, 1),
         )
-        references = torch.zeros(max_atomic_number + 1)
-        for z, energy in (atomic_energies or {}).items():
-            if not 0 < int(z) <= max_atomic_number:
-                raise ValueError(f"atomic number {z} outside 1..{max_atomic_number}")
+        self._set_references(atomic_energies or {})
+
+    def _set_references(self, atomic_energies: dict[int, float]) -> None:
+        # Built in float64 from the start (never through a float32 tensor, which would move
+        # each reference by ~2e-5 eV and break the bitwise reload of an export), and kept in
+        # float64 whatever the model's dtype, outside the state_dict (it is in config.json):
+        # total energies of ~1e4 eV lose meV in float32.
+        references = torch.zeros(self.max_atomic_number + 1, dtype=torch.float64)
+        known = torch.zeros(self.max_atomic_number + 1, dtype=torch.bool)
+        for z, energy in atomic_energies.items():
+            if not 0 < int(z) <= self.max_atomic_number:
+                raise ValueError(f"atomic number {z} outside 1..{self.max_atomic_number}")
             references[int(z)] = float(energy)
-        # Kept in float64 whatever the model's dtype, and outside the state_dict (it is in
-        # config.json): total energies of ~1e4 eV lose meV in float32.
-        self._atomic_energies = references.to(torch.float64)
+            known[int(z)] = True
+        self._atomic_energies = references
+        # The elements of the training data are those with a reference energy; a model built
+        # without any (untrained) accepts every element up to max_atomic_number.
+        self._known_elements = known if atomic_energies else None
+
+    @property
+    def elements(self) -> tuple[int, ...] | None:
+        """Atomic numbers the model was trained on (those with a reference energy), or ``None``
+        for a model without reference energies, which accepts 1..``max_atomic_number``."""
+        if self._known_elements is None:
+            return None
+        return tuple(int(z) for z in torch.nonzero(self._known_elements).flatten())
 
     def set_atomic_energies(self, atomic_energies: dict[int, float]) -> None:
         """Replace the per-element reference energies (eV), e.g. refitted on the data a
         published model is fine-tuned on; recorded in ``model_args`` so exports carry them.
 
-        Only the constant per-element offset changes: forces are unaffected.
+        Only the constant per-element offset changes: forces are unaffected. The keys become the
+        model's :attr:`elements`.
         """
-        references = torch.zeros(self.max_atomic_number + 1, dtype=torch.float64)
-        for z, energy in atomic_energies.items():
-            if not 0 < int(z) <= self.max_atomic_number:
-                raise ValueError(f"atomic number {z} outside 1..{self.max_atomic_number}")
-            references[int(z)] = float(energy)
-        self._atomic_energies = references
+        self._set_references(atomic_energies)
         self.model_args["atomic_energies"] = {
             str(int(z)): float(e) for z, e in atomic_energies.items()
         }
@@ -207,6 +236,14 @@ class Equiformer(ZooModel):
                 f"atomic numbers must be in 1..{self.max_atomic_number} for this model; "
                 f"got {int(z.min())}..{int(z.max())}"
             )
+        if self._known_elements is not None:
+            unseen = ~self._known_elements.to(z.device)[z]
+            if bool(unseen.any()):
+                raise InputError(
+                    f"elements {_symbols(torch.unique(z[unseen]).tolist())} were not in this "
+                    f"model's training data (it knows {_symbols(self.elements)} only): its "
+                    "energies and forces for them would be meaningless"
+                )
         edge_index = radius_graph(pos, batch, self.cutoff)
         src, dst = edge_index
         vec = pos[src] - pos[dst]
@@ -262,8 +299,12 @@ class Equiformer(ZooModel):
 
         graphs = []
         for n_atoms in (5, 7):
-            z = torch.randint(1, min(self.max_atomic_number, 9) + 1, (n_atoms,),
-                              generator=generator)
+            if self.elements is None:
+                z = torch.randint(1, min(self.max_atomic_number, 9) + 1, (n_atoms,),
+                                  generator=generator)
+            else:  # a trained model refuses other elements
+                elements = torch.tensor(self.elements)
+                z = elements[torch.randint(len(elements), (n_atoms,), generator=generator)]
             pos = torch.randn(n_atoms, 3, generator=generator, dtype=torch.float64) * 1.2
             graphs.append(Data(z=z, pos=pos.to(dtype)))
         return Batch.from_data_list(graphs)

@@ -112,6 +112,7 @@ class NBodyModel(ZooModel):
 
     symmetry = SymmetryGroup(rotations=True, reflections=True, translations=True,
                              permutations=True)
+    input_kind = "nbody"
 
     def example_inputs(self, generator: torch.Generator, dtype: torch.dtype = torch.float64):
         """Two systems of 5 and 4 particles, Gaussian positions and velocities, charges +-1."""

@@ -88,6 +88,7 @@ class SmokeModel(ZooModel):
     symmetry = SymmetryGroup(rotations=False, reflections=False, translations=False,
                              permutations=False, discrete="C4")
     exactly_equivariant: ClassVar[bool] = True
+    input_kind = "grid"
     in_frames: int
 
     @property

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.relax.branch import fold_branch
 from zoo.relax.representations import C4_FIBERS, C4FieldRep, rotate_kernel
 
 
@@ -127,8 +128,13 @@ class SteerableConv2d(nn.Module):
             return None
         return self.bias.repeat_interleave(self.rep_out.fiber_dim)
 
+    # A relaxation site whose conv branch folds into this convolution (zoo.relax.fold_branch):
+    # the relaxed layer then costs what the base layer does.
+    fuses_relaxation_branch = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.kernel(), self.expanded_bias(), padding=self.kernel_size // 2)
+        kernel, bias = fold_branch(self, self.kernel(), self.expanded_bias())
+        return F.conv2d(x, kernel, bias, padding=self.kernel_size // 2)
 
     def coefficient_variation(self) -> torch.Tensor:
         """The authors' regulariser of a relaxed layer: mean ``|w(x_{n+1}) - w(x_n)|`` over

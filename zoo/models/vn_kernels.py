@@ -303,7 +303,8 @@ def _norm_stats(norms_of, n_rows: int, per_row: int, device: torch.device):
 
 def _statistics(bn: nn.BatchNorm1d, norms_of, n_rows: int, per_row: int, device):
     """(mean, var, batch_stats) as ``nn.BatchNorm1d`` uses them, updating running stats."""
-    if not (bn.training or not bn.track_running_stats):
+    # Batch statistics in training mode, or where there are no running buffers at all.
+    if not bn.training and bn.running_mean is not None:
         return bn.running_mean, bn.running_var, False
     mean, var, count = _norm_stats(norms_of, n_rows, per_row, device)
     if bn.training and bn.track_running_stats:

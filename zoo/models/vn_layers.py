@@ -55,6 +55,12 @@ class VNSite(nn.Module):
         """Representations of the flattened first input and of the output."""
         return VectorChannelsRep(self.in_channels), VectorChannelsRep(self.out_channels)
 
+    def relaxation_shared_columns(self, args: tuple) -> int:
+        """Trailing columns of the flattened input that are equal along the set axis (the
+        ``shared_tail`` channels, 3 columns each): a relaxation branch computes their part once
+        per set, as the layer does (:class:`zoo.relax.RelaxedBranch`)."""
+        return 3 * int(args[1]) if len(args) > 1 else 0
+
 
 class VNLinear(VNSite):
     """VN linear layer ``[..., 3 * C_in] -> [..., 3 * C_out]`` (flattened channel-major vectors).
@@ -304,23 +310,28 @@ def classifier_head(
 
 
 def drop_running_stats(module: nn.Module) -> None:
-    """Make every batch norm inside ``module`` use batch statistics in eval mode too, with no
-    running-statistics buffers.
+    """Freeze the running statistics of every batch norm inside ``module`` at mean 0 and
+    variance 1: training mode normalises with the batch's statistics and never updates them.
 
     For the ``tiny`` test presets: the shared architecture suite compares ``state_dict`` tensors
-    before and after training-mode forward passes, which running statistics would change.
+    before and after training-mode forward passes, which updated statistics would change. In
+    eval mode each norm is then a fixed affine map, as with any running statistics, so a model
+    in eval mode predicts a single cloud, and a cloud's prediction does not depend on the
+    clouds batched with it (normalising with batch statistics in eval mode would do neither).
     """
     for bn in module.modules():
         if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            # Not tracking, but with running_mean / running_var kept (zeros, ones): torch then
+            # uses batch statistics in training mode only, and never updates the buffers.
             bn.track_running_stats = False
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                bn.register_buffer(name, None)
+            bn.register_buffer("num_batches_tracked", None)
 
 
 class PointCloudClassifier(ZooModel):
     """What the VN classifiers share: point-cloud input ``[B, N, 3]``, invariant logits, the
     group action for :mod:`zoo.testing` and the relaxation sites (every :class:`VNSite`)."""
 
+    input_kind = "point_cloud"
     k: int
 
     @property

@@ -113,8 +113,9 @@ class VNPointNet(PointCloudClassifier):
     dropout
         Of the head.
     running_stats
-        Batch norms keep running statistics for eval mode (``False``: batch statistics always,
-        see :func:`~zoo.models.vn_layers.drop_running_stats`).
+        Batch norms keep running statistics for eval mode (``False``: batch statistics in
+        training, running statistics frozen at mean 0 and variance 1, see
+        :func:`~zoo.models.vn_layers.drop_running_stats`).
     """
 
     symmetry = SymmetryGroup(rotations=True, reflections=False, translations=False,

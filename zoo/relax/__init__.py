@@ -17,7 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.relax.branch import BRANCH_ATTRIBUTE, RelaxedBranch, add_branch_output
+from zoo.relax.branch import (
+    BRANCH_ATTRIBUTE,
+    LOWRANK_RANK,
+    PENALTY_EVERY,
+    PENALTY_ROWS,
+    RelaxedBranch,
+    add_branch_output,
+    can_fuse,
+    fold_branch,
+)
 from zoo.relax.controllers import (
     ACEController,
     CRController,
@@ -26,6 +35,7 @@ from zoo.relax.controllers import (
     make_controller,
     triangle_level,
 )
+from zoo.relax.diagnostics import branch_contributions
 from zoo.relax.regularizers import (
     branch_norm_penalty,
     conv_kernel_penalties,
@@ -54,8 +64,12 @@ def relax(
     *,
     form: str = "linear",
     hidden_factor: int = 4,
+    rank: int = LOWRANK_RANK,
     level: float | None = None,
     regularize: bool = True,
+    penalty_rows: int | None = PENALTY_ROWS,
+    penalty_every: int = PENALTY_EVERY,
+    fuse: bool = True,
     **recipe: Any,
 ) -> nn.Module:
     """Attach a non-equivariant branch at every relaxation site of ``model`` (in place).
@@ -68,14 +82,27 @@ def relax(
         ``"cr"``, ``"ace"`` or ``"recm"``: sets the starting level and whether the level gets
         gradients (ACE and RECM read ``dL/ds``).
     form
-        ``"linear"`` or ``"mlp"`` branches, or ``"conv"`` (an unconstrained 3 x 3 convolution)
-        for sites on planar feature maps.
+        ``"linear"``, ``"mlp"`` or ``"lowrank"`` (a linear branch ``W = U V`` of rank ``rank``)
+        branches, or ``"conv"`` (an unconstrained 3 x 3 convolution) for sites on planar
+        feature maps (:class:`~zoo.relax.branch.RelaxedBranch`).
     hidden_factor
         Width multiplier of MLP branches.
+    rank
+        Rank of low-rank branches (capped at each site's smaller dimension).
     level
         Starting level, overriding the method's default.
     regularize
         Whether branches compute the CR regularisers in training forward passes.
+    penalty_rows
+        Rows per site on which the symmetry-violation term is computed: above it, an unbiased
+        estimate on that many random rows (``None``: every row, exact).
+    penalty_every
+        Compute the violation term every ``k``-th training step only, times ``k`` (``1``:
+        every step). See :class:`~zoo.relax.branch.RelaxedBranch` for both estimates.
+    fuse
+        Let sites that support it fold a ``conv`` branch into their own convolution
+        (:func:`~zoo.relax.branch.fold_branch`): the same function and gradients, to rounding,
+        for the cost of the base layer. ``False``: the branch runs beside the layer.
     **recipe
         Further recipe entries (controller and regulariser hyperparameters), recorded on the
         model as ``model.relaxation_recipe`` so exports can state how the model was trained.
@@ -104,15 +131,24 @@ def relax(
             hidden_factor=hidden_factor,
             level=start,
             learnable_level=method in ("ace", "recm"),
+            rank=rank,
+            penalty_rows=penalty_rows,
+            penalty_every=penalty_every,
         ).to(dtype=reference.dtype, device=reference.device)
         branch.regularize = regularize
+        branch.fused = fuse and can_fuse(module, branch)
         module.add_module(BRANCH_ATTRIBUTE, branch)
+        # Fused branches keep the hook too (it adds nothing for them): one removal path.
         module.register_forward_hook(add_branch_output)
     model.relaxation_recipe = {
         "method": method,
         "form": form,
         "hidden_factor": hidden_factor,
+        **({"rank": rank} if form == "lowrank" else {}),
         "regularize": regularize,
+        "penalty_rows": penalty_rows,
+        "penalty_every": penalty_every,
+        "fuse": fuse,
         **recipe,
     }
     return model
@@ -175,11 +211,13 @@ __all__ = [
     "RelaxedBranch",
     "TrivialRep",
     "VectorChannelsRep",
+    "branch_contributions",
     "branch_norm_penalty",
     "branch_parameters",
     "branches",
     "conv_kernel_penalties",
     "finite_group_penalty",
+    "fold_branch",
     "level_parameters",
     "lie_derivative_penalty",
     "make_controller",

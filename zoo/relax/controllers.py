@@ -71,20 +71,33 @@ class CRController(LevelController):
         ``"triangle"`` (the paper's: starts and ends equivariant) or ``"constant"`` (ablation).
     peak
         Largest level (triangle) or the constant level.
+    cooldown_epochs
+        Last epochs trained at level 0, after the schedule (which then spans the
+        ``n_epochs - cooldown_epochs`` epochs before them): the model that is projected at the
+        end is the one these epochs trained. ``0`` (the default) keeps the plain per-epoch
+        triangle, whose last epoch runs at ``2 peak / n_epochs``.
     """
 
     method = "cr"
 
-    def __init__(self, schedule: str = "triangle", peak: float = 1.0) -> None:
+    def __init__(
+        self, schedule: str = "triangle", peak: float = 1.0, cooldown_epochs: int = 0
+    ) -> None:
         super().__init__()
         if schedule not in ("triangle", "constant"):
             raise ValueError(f"CR schedule must be 'triangle' or 'constant', got {schedule!r}")
-        self.schedule, self.peak = schedule, peak
+        if cooldown_epochs < 0:
+            raise ValueError(f"cooldown_epochs must be >= 0, got {cooldown_epochs}")
+        self.schedule, self.peak, self.cooldown_epochs = schedule, peak, int(cooldown_epochs)
 
     def level_at(self, epoch: int, n_epochs: int) -> float:
+        """The level of ``epoch`` (0-based) in a run of ``n_epochs``."""
+        active = n_epochs - self.cooldown_epochs
+        if epoch >= active:
+            return 0.0
         if self.schedule == "constant":
             return self.peak
-        return triangle_level(epoch, n_epochs, self.peak)
+        return triangle_level(epoch, active, self.peak)
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         level = self.level_at(epoch, n_epochs)

@@ -42,6 +42,23 @@ def irrep_generators(l: int, dtype: torch.dtype = torch.float64) -> torch.Tensor
     return _irrep_generators_float64(l).to(dtype, copy=True)
 
 
+@functools.cache
+def _shared_generators(l: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:  # noqa: E741
+    # The regulariser applies the generators at every site and step: one cast and copy per
+    # (degree, dtype, device), shared (callers must not modify it).
+    return _irrep_generators_float64(l).to(dtype=dtype, device=device, copy=True)
+
+
+@functools.cache
+def _irreps_segments(irreps: str) -> tuple[tuple[int, int, int], ...]:
+    """``(start, multiplicity, l)`` of every irrep of ``irreps`` (parsed once per layout)."""
+    segments, start = [], 0
+    for mul, ir in o3.Irreps(irreps):
+        segments.append((start, mul, ir.l))
+        start += mul * ir.dim
+    return tuple(segments)
+
+
 def so3_generators(irreps: str | o3.Irreps, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Lie-algebra representation of so(3) on an e3nn irreps space.
 
@@ -93,19 +110,27 @@ class IrrepsRep:
         instead of the ``O(D^2)`` of the dense ``[3, D, D]`` matrix.
         """
         parts = []
-        start = 0
-        for mul, ir in o3.Irreps(self.irreps):
-            size = 2 * ir.l + 1
+        for start, mul, l in _irreps_segments(self.irreps):  # noqa: E741
+            size = 2 * l + 1
             chunk = x[..., start : start + mul * size]
-            start += mul * size
-            if ir.l == 0:
+            if l == 0:
                 parts.append(torch.zeros((3, *chunk.shape), dtype=x.dtype, device=x.device))
                 continue
-            gens = irrep_generators(ir.l, x.dtype).to(x.device)
+            gens = _shared_generators(l, x.dtype, x.device)
             blocks = chunk.reshape(*chunk.shape[:-1], mul, size)
             acted = torch.einsum("aij,...mj->a...mi", gens, blocks)
             parts.append(acted.reshape(3, *chunk.shape))
-        return torch.cat(parts, dim=-1)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def moving(self) -> tuple[tuple[int, ...] | None, IrrepsRep | None]:
+        """The feature columns that rotations move (every ``l > 0`` irrep) and the
+        representation on them: ``(None, self)`` when that is every column, ``((), None)``
+        when there is none (invariant features).
+
+        The Lie derivative of a map only needs its input's moving columns (the generators are
+        zero on scalars): for a site mostly made of scalar channels this is most of its cost.
+        """
+        return _irreps_moving(self.irreps)
 
 
 @dataclass(frozen=True)
@@ -131,9 +156,13 @@ class VectorChannelsRep:
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
         """``[3, ..., 3C]``: each generator applied to every channel's 3-vector."""
-        gens = irrep_generators(1, x.dtype).to(x.device)
+        gens = _shared_generators(1, x.dtype, x.device)
         vectors = x.reshape(*x.shape[:-1], self.channels, 3)
         return torch.einsum("aij,...cj->a...ci", gens, vectors).reshape(3, *x.shape)
+
+    def moving(self) -> tuple[None, VectorChannelsRep]:
+        """Every column moves (see :meth:`IrrepsRep.moving`)."""
+        return None, self
 
 
 @dataclass(frozen=True)
@@ -181,6 +210,26 @@ class TrivialRep:
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros((3, *x.shape), dtype=x.dtype, device=x.device)
+
+    def moving(self) -> tuple[tuple[int, ...], None]:
+        """No column moves (see :meth:`IrrepsRep.moving`)."""
+        return (), None
+
+
+@functools.cache
+def _irreps_moving(irreps: str) -> tuple[tuple[int, ...] | None, IrrepsRep | None]:
+    columns: list[int] = []
+    moving = []
+    for start, mul, l in _irreps_segments(irreps):  # noqa: E741
+        if l > 0:
+            columns.extend(range(start, start + mul * (2 * l + 1)))
+            moving.append(f"{mul}x{l}")
+    if not columns:
+        return (), None
+    if len(columns) == o3.Irreps(irreps).dim:
+        return None, IrrepsRep(irreps)
+    # Parity does not enter the Lie algebra's action, so the sub-layout may drop it.
+    return tuple(columns), IrrepsRep("+".join(f"{m}e" for m in moving))
 
 
 def wigner_matrix(irreps: str | o3.Irreps, rotation: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Runs of the same recipe name (one per seed) form one method. For each method, th
 best validation metric of the projected model becomes the named variant (``<plain>.<method>``)
 in ``model_cards/``; every card gets the side-by-side comparison (test metric mean and standard
 deviation over seeds, before and after projection, final relaxation levels, validation curves),
-and the best method is also published under the plain name.
+and the plain name becomes an alias of the best variant. The variants and the alias are recorded
+in ``<output>/index.json`` (:func:`zoo.hub.index.record_model`).
 
     python -m zoo.train.compare egnn-nbody runs/egnn-nbody.*/seed* --output model_cards \
         --results benchmarks/results/egnn-nbody.json
@@ -20,6 +21,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from zoo.hub.index import default_description, record_model, remove_model
+from zoo.hub.pretrained import INDEX_NAME
 from zoo.train.card import STANDARD_SENTENCE
 from zoo.train.export import read_metrics
 from zoo.train.family import TrainingFamily, get_family
@@ -210,9 +213,16 @@ def _insert_section(card: str, section: str) -> str:
     return card.replace(marker, section + "\n" + marker, 1) if marker in card else card + section
 
 
+def alias_sentence(plain_name: str, criterion: str) -> str:
+    """The line under the best variant's title that names its alias (the plain name)."""
+    return (f"Also published as `{plain_name}`, the best of the variants below by {criterion}: "
+            f'`zoo.load("{plain_name}")` loads this model.')
+
+
 def publish_family(plain_name: str, run_dirs: list[Path], output: Path,
                    command: str | None = None) -> dict[str, Any]:
-    """Write every variant and the best one (plain name) into ``output``; returns a summary."""
+    """Write every variant into ``output`` and record them in ``output/index.json``, the plain
+    name as an alias of the best one; returns a summary."""
     runs = [_load_run(Path(r)) for r in run_dirs]
     datasets = {r["config"]["data"].get("dataset", "rmd17") for r in runs}
     if len(datasets) != 1:
@@ -228,9 +238,12 @@ def publish_family(plain_name: str, run_dirs: list[Path], output: Path,
     summary: dict[str, Any] = {"best": best["variant"], "dataset": dataset,
                                "selected_on": family.select_on, "variants": {},
                                "table": comparison_table(variants, family, best["variant"])}
-    targets = [(v, v["variant"]) for v in variants] + [(best, plain_name)]
-    for v, name in targets:
+    criterion = (f"test {family.primary_metric}" if family.select_on == "test"
+                 else f"mean validation metric over seeds (`{family.validation_curve}`, "
+                 "projected model)")
+    for v in variants:
         run = v["representative"]
+        name = v["variant"]
         folder = output / name
         if folder.exists():
             shutil.rmtree(folder)
@@ -241,23 +254,21 @@ def publish_family(plain_name: str, run_dirs: list[Path], output: Path,
                 "**standard (equivariant throughout)** and then projected back to an exactly "
                 "SE(3)-equivariant model.", STANDARD_SENTENCE,
             )
-        card = card.replace(f"# {run['variant']}\n", f"# {name}\n", 1)
-        card = card.replace(f"- name: {run['variant']}\n", f"- name: {name}\n", 1)  # model-index
-        card = card.replace(f'zoo.load("{run["variant"]}")', f'zoo.load("{name}")')
-        if name == plain_name:
-            criterion = (f"test {family.primary_metric}" if family.select_on == "test"
-                         else f"mean validation metric over seeds (`{family.validation_curve}`, "
-                         "projected model)")
+        if v is best:
             card = card.replace(
-                f"# {name}\n",
-                f"# {name}\n\nThe best of the variants below by {criterion}: "
-                f"`{run['variant']}` (seed {run['seed']}).\n", 1,
+                f"# {name}\n", f"# {name}\n\n{alias_sentence(plain_name, criterion)}\n", 1
             )
         (folder / "README.md").write_text(_insert_section(card, section))
-        config = json.loads((folder / "config.json").read_text())
-        config["name"] = name
-        (folder / "config.json").write_text(json.dumps(config, sort_keys=True, indent=2) + "\n")
         plot_comparison(variants, family, folder / COMPARISON_PLOT, plain_name)
+    # Before aliases, the best variant was copied to a folder (and entry) of the plain name.
+    stale = output / plain_name
+    if (stale / "config.json").is_file():
+        shutil.rmtree(stale)
+    remove_model(output / INDEX_NAME, plain_name)
+    for v in variants:
+        config = v["representative"]["config"]
+        record_model(output / v["variant"], aliases=[plain_name] if v is best else [],
+                     description=default_description(config))
     for v in variants:
         summary["variants"][v["variant"]] = {
             "method": v["method"],

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from zoo.train.recipe_schema import DataSection, LossSection
+
 # dataset name -> module that defines and registers its family (imported on first use).
 _FAMILY_MODULES = {
     "rmd17": "zoo.train.molecules",
@@ -33,7 +35,10 @@ class TrainingFamily:
     dataset
         The recipe's ``data.dataset`` value.
     defaults
-        Recipe sections of this dataset, merged over :data:`zoo.train.recipe.DEFAULTS`.
+        Recipe values of this dataset that differ from the shared section defaults (the model
+        at least), merged over them.
+    data_model, loss_model
+        The typed ``data`` and ``loss`` recipe sections of this dataset.
     primary_metric
         Key of :meth:`evaluate`'s result that ranks models (the card's headline number).
     higher_is_better
@@ -51,6 +56,8 @@ class TrainingFamily:
 
     dataset: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    data_model: ClassVar[type[DataSection]] = DataSection
+    loss_model: ClassVar[type[LossSection]] = LossSection
     primary_metric: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = False
     validation_curve: ClassVar[str] = ""

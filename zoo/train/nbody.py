@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch_geometric.data import Batch
 
 from zoo.train.card import ACE_BIBTEX, CR_BIBTEX, bibtex, generic_card, model_index
 from zoo.train.family import TrainingFamily, equivariance_errors_on, register_family
-from zoo.train.molecules import sample_rotations
-from zoo.train.task import RelaxedTask
+from zoo.train.recipe_schema import DataSection, LossSection
 
 # Published test MSEs (5 charged particles, 3000 training trajectories, 1000-step horizon).
 PUBLISHED = [
@@ -47,25 +47,6 @@ def rotate_nbody_batch(batch: Any, rotations: torch.Tensor) -> Any:
     return out
 
 
-class NBodyTask(RelaxedTask):
-    """Mean squared error of the predicted positions (per coordinate, as EGNN and SEGNN)."""
-
-    def _squared_error(self, batch) -> torch.Tensor:
-        return (self.model(batch)["pos"] - batch.target).pow(2)
-
-    def task_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self.recipe["training"]["augment_rotations"]:
-            rotations = sample_rotations(
-                batch.sample, self.current_epoch, int(self.recipe["seed"]), batch.pos.dtype
-            )
-            batch = rotate_nbody_batch(batch, rotations)
-        mse = self._squared_error(batch).mean()
-        return mse, {"train/mse": mse}
-
-    def validation_metrics(self, batch) -> dict[str, torch.Tensor]:
-        return {"val/mse": self._squared_error(batch).detach().mean()}
-
-
 def evaluate_nbody(model, graphs: list, batch_size: int = 100) -> dict[str, Any]:
     """Test MSE (per coordinate) of ``model`` on N-body graphs."""
     total, count = 0.0, 0
@@ -78,14 +59,30 @@ def evaluate_nbody(model, graphs: list, batch_size: int = 100) -> dict[str, Any]
     return {"mse": float(f"{total / count:.6g}"), "n_trajectories": len(graphs)}
 
 
+class NBodyData(DataSection):
+    """Numbers of simulated train / validation / test trajectories."""
+
+    dataset: Literal["nbody"] = "nbody"
+    n_train: int = Field(3000, ge=1)
+    n_val: int = Field(2000, ge=1)
+    n_test: int = Field(2000, ge=1)
+    root: str | None = None
+
+
+class NBodyLoss(LossSection):
+    """Mean squared error of the predicted positions."""
+
+    kind: Literal["mse"] = "mse"
+
+
 @register_family
 class NBodyFamily(TrainingFamily):
     """The charged 5-particle system of EGNN/SEGNN (Kipf et al. 2018 simulator)."""
 
     dataset = "nbody"
+    data_model = NBodyData
+    loss_model = NBodyLoss
     defaults = {
-        "data": {"n_train": 3000, "n_val": 2000, "n_test": 2000, "root": None},
-        "loss": {"kind": "mse"},
         "model": {"architecture": "egnn", "preset": "nbody", "args": {}},
         "optimizer": {"name": "adam", "lr": 5.0e-4, "weight_decay": 1.0e-12},
         "schedule": {"name": "constant", "warmup_epochs": 0},
@@ -107,6 +104,8 @@ class NBodyFamily(TrainingFamily):
         )
 
     def make_task(self, model, recipe: dict[str, Any], train: list, val: list):
+        from zoo.train.family_tasks import NBodyTask  # Lightning: only to train
+
         return NBodyTask(model, recipe, train, val)
 
     def evaluate(self, model, data: list, batch_size: int) -> dict[str, Any]:

@@ -9,12 +9,13 @@ and test use the first 300 points of each shape under a fixed random rotation pe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch.utils.data import TensorDataset
 
-from zoo.testing import random_rotation
+from zoo.symmetry import random_rotation
 from zoo.train.card import ACE_BIBTEX, CR_BIBTEX, bibtex, generic_card, model_index
 from zoo.train.family import (
     TrainingFamily,
@@ -22,7 +23,7 @@ from zoo.train.family import (
     register_family,
     sample_generator,
 )
-from zoo.train.task import RelaxedTask
+from zoo.train.recipe_schema import DataSection, LossSection
 
 # Seed of the fixed per-shape rotations of the validation and test clouds.
 EVALUATION_ROTATION_SEED = 20210412
@@ -67,31 +68,6 @@ def training_clouds(points: torch.Tensor, index: torch.Tensor, n_points: int, se
             chosen = chosen @ rotation.T
         out.append(chosen)
     return torch.stack(out)
-
-
-class PointCloudTask(RelaxedTask):
-    """Cross-entropy classification (optionally label-smoothed, as the DGCNN reference)."""
-
-    def task_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        points, labels, index = batch
-        clouds = training_clouds(
-            points, index, int(self.recipe["data"]["n_points"]), int(self.recipe["seed"]),
-            self.current_epoch, bool(self.recipe["training"]["augment_rotations"]),
-        )
-        logits = self.model(clouds)["logits"]
-        loss = torch.nn.functional.cross_entropy(
-            logits, labels, label_smoothing=float(self.recipe["loss"]["label_smoothing"])
-        )
-        accuracy = (logits.detach().argmax(-1) == labels).float().mean()
-        return loss, {"train/accuracy": accuracy}
-
-    def validation_metrics(self, batch) -> dict[str, torch.Tensor]:
-        clouds, labels, _ = batch
-        logits = self.model(clouds)["logits"]
-        return {
-            "val/accuracy": (logits.argmax(-1) == labels).float().mean(),
-            "val/loss": torch.nn.functional.cross_entropy(logits, labels),
-        }
 
 
 @torch.no_grad()
@@ -143,15 +119,32 @@ def plot_confusion(matrix: torch.Tensor, classes: list[str], path, title: str) -
     plt.close(fig)
 
 
+class ModelNet40Data(DataSection):
+    """Points per cloud and optional caps on the number of clouds per split."""
+
+    dataset: Literal["modelnet40"] = "modelnet40"
+    n_points: int = Field(300, ge=1)
+    root: str | None = None
+    max_train: int | None = Field(None, ge=1)
+    max_val: int | None = Field(None, ge=1)
+    max_test: int | None = Field(None, ge=1)
+
+
+class ClassificationLoss(LossSection):
+    """Cross-entropy with optional label smoothing."""
+
+    kind: Literal["cross_entropy"] = "cross_entropy"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 @register_family
 class ModelNet40Family(TrainingFamily):
     """ModelNet40 classification, 300 points, SO(3) augmentation, rotated test shapes."""
 
     dataset = "modelnet40"
+    data_model = ModelNet40Data
+    loss_model = ClassificationLoss
     defaults = {
-        "data": {"n_points": 300, "root": None, "max_train": None, "max_val": None,
-                 "max_test": None},
-        "loss": {"kind": "cross_entropy", "label_smoothing": 0.0},
         "model": {"architecture": "vn-pointnet", "preset": "modelnet40", "args": {}},
         "optimizer": {"name": "adam", "lr": 1.0e-3, "weight_decay": 1.0e-4},
         "schedule": {"name": "step", "warmup_epochs": 0, "step_size": 20, "gamma": 0.7},
@@ -186,6 +179,8 @@ class ModelNet40Family(TrainingFamily):
         return train, evaluation[0], evaluation[1]
 
     def make_task(self, model, recipe: dict[str, Any], train, val):
+        from zoo.train.family_tasks import PointCloudTask  # Lightning: only to train
+
         return PointCloudTask(model, recipe, train, val)
 
     def evaluate(self, model, data, batch_size: int) -> dict[str, Any]:

@@ -15,38 +15,25 @@ from typing import Any
 
 import yaml
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "training" / "recipes"
+from zoo.resources import recipes_dir
+from zoo.train.recipe_schema import (
+    ExportSection,
+    OptimizerSection,
+    Recipe,
+    RecipeError,
+    RelaxationSection,
+    ScheduleSection,
+    TrainingSection,
+)
 
-# Sections shared by every dataset. ``data`` and ``loss`` are filled by the dataset's training
-# family (:mod:`zoo.train.family`), which may also override any other default.
-DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "seed": 0,
-    "data": {"dataset": "rmd17"},
-    "model": {"architecture": "equiformer", "preset": "small", "args": {}},
-    "relaxation": {
-        "method": "none",  # none | cr | ace | recm
-        "form": "mlp",
-        "hidden_factor": 4,
-        "lambda_reg": 0.01,
-        "controller": {},
-    },
-    "loss": {},
-    "optimizer": {"name": "adamw", "lr": 5.0e-4, "weight_decay": 1.0e-6, "momentum": 0.9},
-    "schedule": {"name": "cosine", "warmup_epochs": 10, "min_lr_ratio": 0.01, "step_size": 20,
-                 "gamma": 0.7},
-    "training": {
-        "epochs": 100,
-        "batch_size": 8,
-        "eval_batch_size": 32,
-        "augment_rotations": True,
-        "devices": 1,
-        "dtype": "float32",
-        # "last": export the weights of the last epoch; "best": of the epoch with the best
-        # validation metric of the projected model (the N-body papers' protocol).
-        "keep": "last",
-    },
-    "export": {"license": "mit", "variant_of": None},
+RECIPES_DIR = recipes_dir()
+
+# Sections whose defaults are shared by every dataset (their fields and defaults are the typed
+# sections of :mod:`zoo.train.recipe_schema`); ``data`` and ``loss`` come from the dataset's
+# training family, which may also override any other default (:mod:`zoo.train.family`).
+_SHARED_SECTIONS = {
+    "relaxation": RelaxationSection, "optimizer": OptimizerSection,
+    "schedule": ScheduleSection, "training": TrainingSection, "export": ExportSection,
 }
 
 
@@ -55,49 +42,57 @@ def recipe_defaults(dataset: str) -> dict[str, Any]:
     from zoo.train.family import get_family
 
     family = get_family(dataset)
-    return _merge(_merge(DEFAULTS, family.defaults), {"data": {"dataset": dataset}})
-
-
-_METHODS = ("none", "cr", "ace", "recm")
+    defaults: dict[str, Any] = {"name": None, "seed": 0}
+    defaults.update({k: model().model_dump() for k, model in _SHARED_SECTIONS.items()})
+    defaults["data"] = family.data_model().model_dump()
+    defaults["loss"] = family.loss_model().model_dump()
+    return _merge(_merge(defaults, family.defaults), {"data": {"dataset": dataset}})
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "args":
+        if (isinstance(value, dict) and isinstance(out.get(key), dict)
+                and key != "args"):
             out[key] = _merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
-def validate(recipe: dict[str, Any]) -> dict[str, Any]:
-    """Check a merged recipe; raise ``ValueError`` naming the bad key."""
-    defaults_all = recipe_defaults(recipe.get("data", {}).get("dataset", "rmd17"))
-    unknown = set(recipe) - set(defaults_all)
-    if unknown:
-        raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(defaults_all)}")
-    for section, defaults in defaults_all.items():
-        if not isinstance(defaults, dict) or section not in recipe:
-            continue
-        if not isinstance(recipe[section], dict):
-            raise ValueError(f"recipe section {section!r} must be a mapping: {recipe[section]!r}")
-        # A typo such as `training: {epoch: 3}` must not silently train with the default.
-        unknown = set(recipe[section]) - set(defaults)
-        if unknown:
-            raise ValueError(
-                f"unknown recipe keys {sorted(f'{section}.{k}' for k in unknown)}; "
-                f"known in {section}: {sorted(defaults)}"
-            )
-    method = recipe["relaxation"]["method"]
-    if method not in _METHODS:
-        raise ValueError(f"relaxation.method must be one of {_METHODS}, got {method!r}")
-    if recipe["training"]["keep"] not in ("last", "best"):
-        keep = recipe["training"]["keep"]
-        raise ValueError(f"training.keep must be 'last' or 'best', got {keep!r}")
-    if int(recipe["training"]["epochs"]) < 1:
-        raise ValueError("training.epochs must be at least 1")
-    return recipe
+def validate(recipe: dict[str, Any] | Recipe) -> Recipe:
+    """A typed :class:`Recipe` from a complete mapping; :class:`RecipeError` names bad keys."""
+    if isinstance(recipe, Recipe):
+        recipe = recipe.to_dict()
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"a recipe must be a mapping of sections, got {type(recipe).__name__}")
+    data = recipe.get("data")
+    dataset = data.get("dataset", "rmd17") if isinstance(data, dict) else "rmd17"
+    family = _family(dataset)
+    return Recipe.from_dict(recipe, family.data_model, family.loss_model)
+
+
+def _family(dataset: Any):
+    from zoo.train.family import get_family, list_datasets
+
+    if not isinstance(dataset, str) or dataset not in list_datasets():
+        raise RecipeError(f"data.dataset: must be one of {list_datasets()} (got {dataset!r})")
+    return get_family(dataset)
+
+
+def differing_keys(a: dict[str, Any] | Recipe, b: dict[str, Any] | Recipe,
+                   prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recipes (for refusing a bad ``--resume``)."""
+    a = a.to_dict() if isinstance(a, Recipe) else a
+    b = b.to_dict() if isinstance(b, Recipe) else b
+    keys = []
+    for key in sorted(set(a) | set(b), key=str):
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, dict) and isinstance(right, dict) and key not in ("args",):
+            keys += differing_keys(left, right, f"{prefix}{key}.")
+        elif left != right:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
@@ -116,17 +111,50 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
     return candidate
 
 
-def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> dict:
+def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a recipe (file or model name), fill defaults, apply overrides, validate.
 
-    ``overrides`` uses the recipe's nesting, e.g. ``{"training": {"epochs": 3}}``.
+    Parameters
+    ----------
+    name_or_path
+        A ``.yaml`` file, or a published model's name (``training/recipes/NAME.yaml``).
+    overrides
+        Values over the file's, nested like the recipe, e.g. ``{"training": {"epochs": 3}}``;
+        strings are coerced to the declared types (``"1e-3"`` -> 0.001).
+
+    Returns
+    -------
+    Recipe
+        The typed recipe.
+
+    Raises
+    ------
+    RecipeError
+        Invalid YAML, or a value of the wrong type, out of range or under an unknown key
+        (every problem named by its dotted key).
     """
     path = resolve_recipe_path(name_or_path)
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise RecipeError(
+            f"recipe {path} is not valid YAML{line}: {getattr(error, 'problem', error)}; "
+            "fix the file (sections are mappings such as `training: {epochs: 10}`)"
+        ) from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe {path} must be a mapping of sections, not {type(raw).__name__}")
+    for section, value in raw.items():
+        if isinstance(value, dict) or section not in Recipe.model_fields or section in (
+                "name", "seed"):
+            continue  # unknown keys are named by the validation below
+        raise RecipeError(f"recipe {path}: section {section!r} must be a mapping, got {value!r}")
     dataset = ((overrides or {}).get("data") or {}).get("dataset") or (
         (raw.get("data") or {}).get("dataset", "rmd17")
     )
+    _family(dataset)
     recipe = _merge(recipe_defaults(dataset), raw)
     if overrides:
         recipe = _merge(recipe, overrides)

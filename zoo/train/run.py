@@ -8,9 +8,11 @@ at the end, ``export/`` (the model folder ready for ``zoo.publish``).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,8 +25,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from zoo import relax
+from zoo.hub.errors import ZooError
 from zoo.train.family import get_family
-from zoo.train.recipe import load_recipe
+from zoo.train.recipe import _merge, differing_keys, load_recipe, validate
+from zoo.train.recipe_schema import Recipe, RecipeError
 from zoo.train.task import RelaxationCallback
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -35,9 +39,10 @@ def load_data(recipe: dict[str, Any], dtype: torch.dtype):
     return get_family(recipe["data"]["dataset"]).load_data(recipe, dtype)
 
 
-def build_model(recipe: dict[str, Any], train_data: Any, init_from: str | None):
+def build_model(recipe: dict[str, Any], train_data: Any, init_from: Any):
     """The (relaxed) model of a recipe: fresh (fitted to the training data where the family
-    needs it) or a published one, cast to the recipe's dtype, in training mode."""
+    needs it) or a published one (a name, folder or model object), cast to the recipe's dtype,
+    in training mode."""
     model = get_family(recipe["data"]["dataset"]).build_model(recipe, train_data, init_from)
     model = model.train().to(_DTYPES[recipe["training"]["dtype"]])
     method = recipe["relaxation"]["method"]
@@ -53,7 +58,8 @@ def train(
     *,
     epochs: int | None = None,
     devices: int | None = None,
-    init_from: str | None = None,
+    init_from: str | os.PathLike[str] | torch.nn.Module | None = None,
+    relaxation: str | None = None,
     resume: bool = False,
     export: bool = True,
     progress: bool = True,
@@ -71,7 +77,15 @@ def train(
     epochs, devices
         Overrides of ``training.epochs`` and ``training.devices`` (DDP on CPU uses gloo).
     init_from
-        A published model to fine-tune, with fresh relaxation branches from the recipe.
+        A published model (name or folder) to fine-tune; rMD17-family recipes also take a
+        model object (left unchanged: a copy is trained). Its per-element reference energies
+        are refit on the training data, and relaxation is re-enabled: a recipe with
+        ``relaxation.method: none`` gets the method the model was trained with, or CR
+        (``relaxation="none"`` keeps it off). The new model's config and card record the
+        parent (name, revision, sha256 of its weights).
+    relaxation
+        ``"cr"``, ``"ace"``, ``"recm"`` or ``"none"``: override the recipe's relaxation method
+        (with the parent's recorded settings for that method, or the defaults).
     resume
         Continue from ``<output>/checkpoints/last.ckpt`` (losing at most one epoch).
     export
@@ -91,27 +105,40 @@ def train(
         extra["training"]["epochs"] = epochs
     if devices is not None:
         extra["training"]["devices"] = devices
-    if isinstance(recipe_or_path, dict):
-        from zoo.train.recipe import _merge, validate
-
-        recipe = validate(_merge(_merge(recipe_or_path, extra), overrides or {}))
+    # Everything is validated before anything is written: a bad value never leaves a stub run.
+    if isinstance(recipe_or_path, dict | Recipe):
+        base = recipe_or_path.to_dict() if isinstance(recipe_or_path, Recipe) else recipe_or_path
+        recipe = validate(_merge(_merge(base, extra), overrides or {}))
     else:
-        recipe = load_recipe(recipe_or_path, _merge_overrides(extra, overrides))
-    run = Path(output or Path("runs") / recipe["name"])
-    run.mkdir(parents=True, exist_ok=True)
+        recipe = load_recipe(recipe_or_path, _merge(extra, overrides or {}))
+    parent = None
+    if init_from is not None:
+        from zoo.train.parent import parent_record
+
+        if isinstance(init_from, torch.nn.Module) and recipe.data.dataset != "rmd17":
+            raise RecipeError(
+                f"init_from takes a model object for rmd17 recipes only; for "
+                f"{recipe.data.dataset}, give the model's name or folder"
+            )
+        parent = parent_record(init_from)  # a bad name fails here, before any run folder
+    recipe = _with_relaxation(recipe, init_from, relaxation)
+    warn_short_schedule(recipe)
+    run = Path(output or Path("runs") / recipe.name)
     checkpoint = run / "checkpoints" / "last.ckpt"
     if checkpoint.exists() and not resume:
-        raise FileExistsError(
+        raise RunFolderError(
             f"{run} already holds a run; pass resume=True (--resume) to continue it, or choose "
             "another output folder"
         )
-    if resume and not checkpoint.exists():
-        raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
+    if resume:
+        _check_resumable(run, checkpoint, recipe)
     argv = list(sys.argv)
     if argv and Path(argv[0]).name in ("zoo", "cli.py"):
         argv[0] = "zoo"  # the console script, however it was started
     command = " ".join(shlex.quote(a) for a in argv)
-    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    _append_segment(run, command, resume)
 
     # A private RNG stream: the run is reproducible from its seed and the caller's global
     # random state is left as it was.
@@ -158,10 +185,22 @@ def train(
             deterministic=False,
         )
         if resume and _is_rank_zero_process():
-            _stash_metrics(run / "logs")
-        started = time.time()
-        trainer.fit(task, ckpt_path=str(checkpoint) if resume else None)
-        wall = time.time() - started
+            _stash_metrics(run / "logs", _epochs_done(checkpoint))
+        try:
+            trainer.fit(task, ckpt_path=str(checkpoint) if resume else None)
+        except SystemExit as stop:
+            # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), ignoring SIGINT
+            # from then on: restore both, keep the earlier metrics, and say how to continue.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if trainer.is_global_zero:
+                _restore_metrics(run / "logs")
+            if trainer.interrupted:
+                raise TrainingInterrupted(
+                    f"training interrupted; the last finished epoch is in {checkpoint}. "
+                    f"Continue with: zoo train {_recipe_argument(recipe_or_path, run)} "
+                    f"--output {shlex.quote(str(run))} --resume"
+                ) from stop
+            raise
         if trainer.is_global_zero:
             _restore_metrics(run / "logs")
         if keep_best:
@@ -169,7 +208,11 @@ def train(
             best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu",
                               weights_only=True)
             task.load_state_dict(best["state_dict"])
+            if task.ema is not None:
+                task.ema.load_state_dict(best["ema"])
             best_epoch = int(best["epoch"])
+        if task.ema is not None:
+            task.ema.copy_to_model()  # the averaged weights are what was validated
     if export and trainer.is_global_zero:
         from zoo.train.export import export_run
 
@@ -185,21 +228,141 @@ def train(
             model.eval(), recipe, run, test_data, relaxed_test=relaxed_test,
             training_info={
                 "command": command,
-                "wall_time_s": round(wall, 1) + _previous_wall(run),
+                # Over every segment of the run, interrupted ones included (from checkpoints).
+                "wall_time_s": round(task.wall_seconds(), 1),
+                "cpu_hours": round(task.cpu_seconds() / 3600.0, 3),
+                "segments": _read_segments(run),
                 "hardware": _hardware(n_devices),
-                "init_from": init_from,
+                "init_from": None if parent is None else (
+                    parent["name"] if isinstance(init_from, torch.nn.Module) else str(init_from)
+                ),
+                **({"parent": parent} if parent is not None else {}),
                 **({"selected_epoch": best_epoch} if keep_best else {}),
             },
         )
-    if trainer.is_global_zero:
-        _record_wall(run, wall)
     return run
 
 
-def _merge_overrides(a: dict[str, Any], b: dict[str, Any] | None) -> dict[str, Any]:
-    from zoo.train.recipe import _merge
+class ScheduleWarning(UserWarning):
+    """A run too short for its schedules (learning-rate warm-up, relaxation level)."""
 
-    return _merge(a, b or {})
+
+def warn_short_schedule(recipe: Recipe) -> list[str]:
+    """Warn (:class:`ScheduleWarning`) where a run is too short for its schedules.
+
+    Two cases: the learning-rate warm-up lasts the whole run, and a CR level schedule that has
+    not come down by the last epoch (the model is then projected while its branches still
+    carry a large part of the function) or never rises above 0. Returns the messages.
+    """
+    import warnings
+
+    epochs = int(recipe.training.epochs)
+    messages = []
+    schedule = recipe.schedule
+    if schedule.name != "plateau" and schedule.warmup_epochs >= epochs:
+        messages.append(
+            f"the learning-rate warm-up ({schedule.warmup_epochs} epochs) lasts the whole "
+            f"{epochs}-epoch run: the learning rate never reaches its value; lower "
+            "schedule.warmup_epochs"
+        )
+    r = recipe.relaxation
+    if r.method == "cr":
+        controller = relax.make_controller("cr", **r.controller)
+        levels = [controller.level_at(e, epochs) for e in range(epochs)]
+        cooldown = controller.cooldown_epochs
+        if max(levels) <= 0.0:
+            messages.append(
+                f"the CR level stays at 0 for all {epochs} epochs (cooldown {cooldown}): "
+                f"relaxation has no effect; give at least {cooldown + 2} epochs"
+            )
+        elif levels[-1] > 0.1 * controller.peak:
+            messages.append(
+                f"the CR level is still {levels[-1]:.2g} in the last of {epochs} epochs: the "
+                "model is projected before its level has come down; give more epochs or set "
+                "relaxation.controller.cooldown_epochs (last epochs at level 0)"
+            )
+    for message in messages:
+        warnings.warn(message, ScheduleWarning, stacklevel=3)
+    return messages
+
+
+def _with_relaxation(recipe: Recipe, init_from: Any, method: str | None) -> Recipe:
+    """The recipe with relaxation re-enabled for fine-tuning (see :func:`train`)."""
+    current = recipe.relaxation.method
+    if method is None and (init_from is None or current != "none"):
+        return recipe
+    if method == current:
+        return recipe
+    from zoo.train.parent import base_config, inherited_relaxation
+
+    config = base_config(init_from) if init_from is not None else {}
+    section = inherited_relaxation(config, method)
+    merged = recipe.to_dict()
+    merged["relaxation"] = {**merged["relaxation"], **section}
+    return validate(merged)
+
+
+class RunFolderError(ZooError, FileExistsError):
+    """The output folder holds another run, or a run that this recipe cannot resume."""
+
+
+class NothingToResumeError(ZooError, FileNotFoundError):
+    """``--resume`` was asked for a folder without a checkpoint."""
+
+
+class TrainingInterrupted(ZooError, KeyboardInterrupt):
+    """Training was stopped (Ctrl-C); the message says how to resume."""
+
+
+def _recipe_argument(recipe_or_path: Any, run: Path) -> str:
+    if isinstance(recipe_or_path, str | Path):
+        return shlex.quote(str(recipe_or_path))
+    return shlex.quote(str(run / "recipe.yaml"))
+
+
+def _check_resumable(run: Path, checkpoint: Path, recipe: Recipe) -> None:
+    """Refuse, before touching anything, to resume with a recipe that differs from the stored
+    one in anything but the number of epochs (which a resumed run may extend)."""
+    if not checkpoint.exists():
+        raise NothingToResumeError(f"nothing to resume: {checkpoint} does not exist; start the "
+                                   "run without --resume")
+    stored_path = run / "recipe.yaml"
+    if not stored_path.exists():
+        return
+    stored = yaml.safe_load(stored_path.read_text()) or {}
+    try:
+        stored = validate(stored).to_dict()
+    except RecipeError:
+        pass  # written by an older version: compare the raw values
+    differing = [k for k in differing_keys(stored, recipe.to_dict())
+                 if k not in _RESUMABLE_CHANGES]
+    if differing:
+        raise RunFolderError(
+            f"cannot resume {run} with a different recipe: {', '.join(differing)} differ from "
+            f"{stored_path}. Resume with the same recipe (only training.epochs may change), or "
+            "train into a new --output folder"
+        )
+
+
+# What may change when a run is resumed: more epochs (schedules that depend on the total, such as
+# cosine or CR's triangle, then continue on the new total) and the devices it runs on.
+_RESUMABLE_CHANGES = {"training.epochs", "training.devices"}
+
+
+def _append_segment(run: Path, command: str, resume: bool) -> None:
+    """Record the command of every training segment of the run (for the card)."""
+    path = run / "segments.json"
+    segments = json.loads(path.read_text()) if path.exists() and resume else []
+    segments.append({"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "resumed": bool(resume)})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(segments, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_segments(run: Path) -> list[dict[str, Any]]:
+    path = run / "segments.json"
+    return json.loads(path.read_text()) if path.exists() else []
 
 
 def _is_rank_zero_process() -> bool:
@@ -236,9 +399,17 @@ def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
     os.replace(tmp, path)
 
 
-def _stash_metrics(logs: Path) -> None:
+def _epochs_done(checkpoint: Path) -> int:
+    # The run's own checkpoint (written at an epoch's end), read without unpickling objects.
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
+
+
+def _stash_metrics(logs: Path, epochs_done: int) -> None:
     earlier = logs / "metrics.earlier.csv"
     rows = _combine_rows(_read_rows(earlier), _read_rows(logs / "metrics.csv"))
+    # Rows of the epoch that was interrupted are re-run (or, when the run is only exported,
+    # never finished): they are not part of the run's history.
+    rows = [r for r in rows if not r.get("epoch") or int(float(r["epoch"])) < epochs_done]
     if rows:
         _write_rows(earlier, rows)
 
@@ -249,17 +420,6 @@ def _restore_metrics(logs: Path) -> None:
         current = logs / "metrics.csv"
         _write_rows(current, _combine_rows(_read_rows(earlier), _read_rows(current)))
         earlier.unlink()
-
-
-def _previous_wall(run: Path) -> float:
-    path = run / "wall_time_s.txt"
-    return float(path.read_text()) if path.exists() else 0.0
-
-
-def _record_wall(run: Path, wall: float) -> None:
-    # Wall time accumulates across resumed sessions, for the card.
-    path = run / "wall_time_s.txt"
-    path.write_text(f"{_previous_wall(run) + wall:.1f}\n")
 
 
 def _hardware(n_devices: int) -> str:

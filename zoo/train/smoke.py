@@ -12,9 +12,10 @@ per-batch MSEs before the root: the same number up to the last, smaller batch).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 
 from zoo.train.card import CR_BIBTEX, bibtex, generic_card, model_index
 from zoo.train.family import (
@@ -23,7 +24,7 @@ from zoo.train.family import (
     register_family,
     sample_generator,
 )
-from zoo.train.task import RelaxedTask
+from zoo.train.recipe_schema import DataSection, LossSection
 
 # Relaxation paper, Table 2 (RMSE, Rotation set).
 PUBLISHED = [
@@ -60,43 +61,6 @@ def rotate_samples(model, inputs: torch.Tensor, targets: torch.Tensor, index: to
     return out_x, out_y
 
 
-class SmokeTask(RelaxedTask):
-    """Autoregressive MSE over the target frames, plus RSteer's own weight constraint."""
-
-    def task_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        inputs, targets, index = batch
-        if self.recipe["training"]["augment_rotations"]:
-            inputs, targets = rotate_samples(self.model, inputs, targets, index,
-                                             int(self.recipe["seed"]), self.current_epoch)
-        predictions = self.model.rollout(inputs, targets.shape[1])
-        per_frame = (predictions - targets).pow(2).mean(dim=(0, 2, 3, 4))
-        frames = self.recipe["loss"]["frames"]
-        loss = per_frame.sum() if frames == "sum" else per_frame.mean()
-        logs = {"train/mse": per_frame.mean().detach()}
-        constraint = getattr(self.model, "weight_constraint", None)
-        if constraint is not None:
-            value = constraint()
-            loss = loss + value
-            logs["train/weight_constraint"] = value.detach()
-        return loss, logs
-
-    def on_validation_epoch_start(self) -> None:
-        self._squared = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._count = torch.zeros((), dtype=torch.float64, device=self.device)
-
-    def validation_metrics(self, batch) -> dict[str, torch.Tensor]:
-        inputs, targets, _ = batch
-        error = (self.model.rollout(inputs, targets.shape[1]) - targets).detach()
-        self._squared += error.double().pow(2).sum()
-        self._count += error.numel()
-        return {"val/mse": error.pow(2).mean()}
-
-    def on_validation_epoch_end(self) -> None:
-        squared = self.trainer.strategy.reduce(self._squared, reduce_op="sum")
-        count = self.trainer.strategy.reduce(self._count, reduce_op="sum")
-        self.log("val/rmse", (squared / count.clamp_min(1)).sqrt().float(), prog_bar=True)
-
-
 @torch.no_grad()
 def rollout_rmse(model, data, batch_size: int = 16) -> float:
     """RMSE of autoregressive predictions over a windowed split (every target frame)."""
@@ -117,14 +81,31 @@ def _limit(data, n: int | None):
     return torch.utils.data.Subset(data, range(n))
 
 
+class SmokeData(DataSection):
+    """Optional caps on the number of windows per split."""
+
+    dataset: Literal["smoke-rotation"] = "smoke-rotation"
+    root: str | None = None
+    max_train: int | None = Field(None, ge=1)
+    max_val: int | None = Field(None, ge=1)
+    max_test: int | None = Field(None, ge=1)
+
+
+class RolloutLoss(LossSection):
+    """MSE of the rolled-out frames, summed or averaged over frames."""
+
+    kind: Literal["mse"] = "mse"
+    frames: Literal["sum", "mean"] = "sum"
+
+
 @register_family
 class SmokeRotationFamily(TrainingFamily):
     """The smoke-plume Rotation set: 10 frames in, autoregressive velocity prediction."""
 
     dataset = "smoke-rotation"
+    data_model = SmokeData
+    loss_model = RolloutLoss
     defaults = {
-        "data": {"root": None, "max_train": None, "max_val": None, "max_test": None},
-        "loss": {"kind": "mse", "frames": "sum"},
         "model": {"architecture": "smoke-rsteer", "preset": "smoke", "args": {}},
         "relaxation": {"form": "conv"},
         "optimizer": {"name": "adam", "lr": 1.0e-3, "weight_decay": 4.0e-4},
@@ -152,6 +133,8 @@ class SmokeRotationFamily(TrainingFamily):
         return _limit(s["train"], d["max_train"]), _limit(s["val"], d["max_val"]), test
 
     def make_task(self, model, recipe: dict[str, Any], train, val):
+        from zoo.train.family_tasks import SmokeTask  # Lightning: only to train
+
         return SmokeTask(model, recipe, train, val)
 
     def evaluate(self, model, data, batch_size: int) -> dict[str, Any]:

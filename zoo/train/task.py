@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -20,6 +21,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from zoo import relax
+from zoo.train.ema import WeightEMA
 from zoo.train.molecules import rotate_batch, sample_rotations
 
 EV_TO_MEV = 1000.0
@@ -61,6 +63,17 @@ class RelaxedTask(L.LightningModule):
         self.recipe = recipe
         self.train_data, self.val_data = train_data, val_data
         self.lambda_reg = float(recipe["relaxation"].get("lambda_reg", 0.0))
+        decay = float(recipe["training"].get("ema_decay", 0.0) or 0.0)
+        levels = {id(p) for p in relax.level_parameters(model)}
+        # The EMA averages what the optimiser trains; levels belong to the controller.
+        self.ema = WeightEMA(
+            {k: p for k, p in model.named_parameters() if p.requires_grad and id(p) not in levels},
+            decay,
+        ) if decay > 0 else None
+        self._ema_stack = contextlib.ExitStack()
+        # CPU and wall seconds spent in earlier (resumed-from) segments of the run.
+        self._cpu_offset, self._wall_offset = 0.0, 0.0
+        self._cpu_start, self._wall_start = time.process_time(), time.time()
 
     # --- what each dataset defines ---------------------------------------------------------
     def task_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -125,6 +138,44 @@ class RelaxedTask(L.LightningModule):
                  batch_size=n)
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update()
+
+    def on_train_epoch_end(self) -> None:
+        # Cumulative CPU time of the run (all threads of this process, every segment): the
+        # x axis of accuracy-per-CPU-second comparisons.
+        self.log("time/cpu_s", self.cpu_seconds(), on_step=False, on_epoch=True)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds this run has used so far, over all its resumed segments."""
+        return self._cpu_offset + time.process_time() - self._cpu_start
+
+    def wall_seconds(self) -> float:
+        """Wall-clock seconds of training so far, over all its resumed segments."""
+        return self._wall_offset + time.time() - self._wall_start
+
+    def on_validation_epoch_start(self) -> None:
+        # Validation (and model selection) sees the averaged weights, which are exported.
+        if self.ema is not None:
+            self._ema_stack.enter_context(self.ema.applied())
+
+    def on_validation_epoch_end(self) -> None:
+        self._ema_stack.close()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None:
+            checkpoint["ema"] = self.ema.state_dict()
+        checkpoint["cpu_seconds"] = self.cpu_seconds()
+        checkpoint["wall_seconds"] = self.wall_seconds()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None and "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+        self._cpu_offset = float(checkpoint.get("cpu_seconds", 0.0))
+        self._wall_offset = float(checkpoint.get("wall_seconds", 0.0))
+        self._cpu_start, self._wall_start = time.process_time(), time.time()
+
     def validation_step(self, batch, batch_idx: int) -> None:
         with projected_levels(self.model):
             metrics = self.validation_metrics(batch)
@@ -139,14 +190,16 @@ class RelaxedTask(L.LightningModule):
         levels = {id(p) for p in relax.level_parameters(self.model)}
         params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in levels]
         opt_cfg, sched_cfg = self.recipe["optimizer"], self.recipe["schedule"]
+        amsgrad = bool(opt_cfg.get("amsgrad", False))
         if opt_cfg["name"] == "adamw":
             optimizer = torch.optim.AdamW(
-                params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"]
+                params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"], amsgrad=amsgrad
             )
         elif opt_cfg["name"] == "adam":
             # Adam's L2 weight decay (the Vector Neurons and EGNN reference code use it).
             optimizer = torch.optim.Adam(
-                params, lr=opt_cfg["lr"], weight_decay=opt_cfg.get("weight_decay", 0.0)
+                params, lr=opt_cfg["lr"], weight_decay=opt_cfg.get("weight_decay", 0.0),
+                amsgrad=amsgrad,
             )
         elif opt_cfg["name"] == "sgd":
             optimizer = torch.optim.SGD(
@@ -159,8 +212,23 @@ class RelaxedTask(L.LightningModule):
         warmup = int(sched_cfg.get("warmup_epochs", 0))
         floor = float(sched_cfg.get("min_lr_ratio", 0.0))
         name = sched_cfg["name"]
-        if name not in ("cosine", "constant", "step"):
-            raise ValueError(f"schedule {name!r} is not supported (cosine, constant, step)")
+        if name not in ("cosine", "constant", "step", "plateau"):
+            raise ValueError(
+                f"schedule {name!r} is not supported (cosine, constant, step, plateau)"
+            )
+        if name == "plateau":
+            # MACE's schedule: independent of the total epochs, so a run can be extended
+            # across sessions without changing what its earlier epochs did.
+            from zoo.train.family import get_family
+
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=float(sched_cfg.get("factor", 0.8)),
+                patience=int(sched_cfg.get("patience", 5)),
+                min_lr=float(opt_cfg["lr"]) * floor,
+            )
+            monitor = get_family(self.recipe["data"]["dataset"]).validation_curve
+            return {"optimizer": optimizer, "lr_scheduler": {
+                "scheduler": plateau, "interval": "epoch", "monitor": monitor}}
 
         def factor(epoch: int) -> float:
             if epoch < warmup:
@@ -207,6 +275,11 @@ class EnergyForceTask(RelaxedTask):
         loss_cfg = self.recipe["loss"]
         if loss_cfg["kind"] == "l1":
             energy_loss, forces_loss = energy_error.abs().mean(), forces_error.abs().mean()
+        elif loss_cfg["kind"] == "huber":
+            delta = float(loss_cfg.get("huber_delta", 0.01))
+            zeros_e, zeros_f = torch.zeros_like(energy_error), torch.zeros_like(forces_error)
+            energy_loss = torch.nn.functional.huber_loss(energy_error, zeros_e, delta=delta)
+            forces_loss = torch.nn.functional.huber_loss(forces_error, zeros_f, delta=delta)
         else:
             energy_loss, forces_loss = energy_error.pow(2).mean(), forces_error.pow(2).mean()
         task_loss = (
