@@ -151,7 +151,6 @@ def test_penalty_every_k_steps_is_k_times_one_step() -> None:
     exact_model, cadenced = _tiny_egnn(), _tiny_egnn(penalty_every=k)
     cadenced.load_state_dict(exact_model.state_dict())
     data = exact_model.example_inputs(torch.Generator().manual_seed(2), torch.float64)
-    weights = relax.branch_parameters(exact_model)
 
     totals = {}
     for name, model, passes in (("exact", exact_model, k), ("every", cadenced, k)):
@@ -161,17 +160,17 @@ def test_penalty_every_k_steps_is_k_times_one_step() -> None:
         for _ in range(passes):
             model(data)
             term = relaxation_penalty(model)["total"]
-            recorded.append(float(term))
+            recorded.append(float(term.detach()))
             total = total + term
         total.backward()
-        totals[name] = (float(total), [p.grad.clone() for p in relax.branch_parameters(model)])
+        grads = [p.grad.clone() for p in relax.branch_parameters(model)]
+        totals[name] = (float(total.detach()), grads)
         if name == "every":
             assert recorded[0] > 0 and recorded[1:] == [0.0] * (k - 1)
             assert all(b.last_penalty is None for b in relax.branches(model))
     assert totals["every"][0] == pytest.approx(totals["exact"][0], rel=1e-12)
     for exact_grad, grad in zip(totals["exact"][1], totals["every"][1], strict=True):
         torch.testing.assert_close(grad, exact_grad, rtol=1e-10, atol=1e-12)
-    assert len(weights) == len(totals["every"][1])
     # The next cycle computes again; eval mode and no_grad passes do not count.
     cadenced.eval()
     cadenced(data)
@@ -316,3 +315,64 @@ def test_branch_contributions_per_site() -> None:
     x = smoke.example_inputs(torch.Generator().manual_seed(2), torch.float64)
     for values in branch_contributions(smoke, x).values():
         assert values["level"] == pytest.approx(0.7) and values["relative"] > 0
+
+
+def test_lowrank_add_to_is_output_plus_scaled_branch() -> None:
+    """The low-rank form's one-product ``output + s g(x)`` equals the plain sum, with the same
+    gradients; other forms add ``s g(x)`` as the hook does."""
+    rep_in, rep_out = VectorChannelsRep(6), VectorChannelsRep(5)
+    for form in ("lowrank", "linear"):
+        branch = random_branch(rep_in, rep_out, form, rank=4)
+        branch.level = 0.3
+        generator = torch.Generator().manual_seed(6)
+        x = torch.randn(2, 7, 18, generator=generator, dtype=torch.float64, requires_grad=True)
+        output = torch.randn(2, 7, 15, generator=generator, dtype=torch.float64)
+        fused = branch.add_to(output, x)
+        plain = output + 0.3 * branch(x)
+        torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+        grads = [torch.autograd.grad(y.square().sum(), [x, *branch.layers.parameters()])
+                 for y in (fused, plain)]
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+DENSE_ARCHITECTURES = [
+    name for name in zoo.list_architectures()
+    if (sites := zoo.create_model(name, "tiny").relaxation_sites())
+    and getattr(sites[0].rep_in, "kind", None) != "field"
+]
+
+
+@pytest.mark.parametrize("name", DENSE_ARCHITECTURES)
+def test_lowrank_relax_train_project(name: str) -> None:
+    """Every architecture with dense sites, low-rank branches: the same function at the start,
+    gradients to every branch weight, fewer branch parameters than the linear form, and
+    projection gives back exactly the base ``state_dict`` and outputs."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = zoo.create_model(name, "tiny")
+    x = base.example_inputs(torch.Generator().manual_seed(1), torch.float32)
+    base.train()
+    with torch.random.fork_rng(devices=[]):
+        before = {k: v.detach() for k, v in dict(base(x)).items()}
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    model = relax.relax(base.clone(), "ace", form="lowrank", rank=2)
+    linear = relax.relax(base.clone(), "cr", form="linear")
+    count = sum(p.numel() for p in relax.branch_parameters(model))
+    assert count < sum(p.numel() for p in relax.branch_parameters(linear))
+    relax.set_levels(model, 1.0)
+    with torch.random.fork_rng(devices=[]):
+        after = dict(model(x))
+    for key, value in before.items():
+        torch.testing.assert_close(after[key].detach(), value, rtol=0, atol=0)
+    relax.randomize_branches(model, torch.Generator().manual_seed(2))
+    out = dict(model(x))
+    loss = sum(v.float().square().mean() for v in out.values())
+    (loss + 0.01 * relaxation_penalty(model)["total"]).backward()
+    for p in relax.branch_parameters(model):
+        assert p.grad is not None and p.grad.abs().max() > 0
+    assert all(b.scale.grad is not None for b in relax.branches(model))
+    relax.project(model)
+    assert list(model.state_dict()) == list(state)
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[key], value), key

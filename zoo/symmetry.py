@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["random_permutation", "random_rotation", "random_rotations"]
+__all__ = [
+    "random_permutation",
+    "random_rotation",
+    "random_rotations",
+    "sample_generator",
+    "sample_rotations",
+]
 
 
 def random_rotation(
@@ -82,3 +88,27 @@ def random_permutation(set_index: torch.Tensor, generator: torch.Generator) -> t
         members = torch.nonzero(set_index == value).flatten()
         perm[members] = members[torch.randperm(members.numel(), generator=generator)]
     return perm
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A private generator that is a pure function of (run seed, epoch, sample index).
+
+    Per-sample augmentation drawn from it is the same whatever the batching, device count or
+    resumption, so distributed and resumed runs see exactly the data of a plain run.
+    """
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + index)
+
+
+def sample_rotations(
+    samples: torch.Tensor, epoch: int, seed: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """``[n, 3, 3]`` Haar-random rotations, a pure function of (seed, epoch, sample index).
+
+    The same sample gets the same rotation in an epoch whatever the batch, device count or
+    resumption, so distributed and resumed runs see exactly the data of a plain run.
+    """
+    rotations = []
+    for sample in samples.tolist():
+        generator = sample_generator(seed, epoch, sample)
+        rotations.append(random_rotation(generator, torch.float64))
+    return torch.stack(rotations).to(dtype)

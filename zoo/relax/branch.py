@@ -96,9 +96,11 @@ class RelaxedBranch(nn.Module):
     the equivariant one whatever its level; gradients still reach the output layer, and through
     it the rest of the branch after the first step.
 
-    The norm term ``mean ||g(x)||`` reuses the branch output of the forward pass; the violation
-    term costs a few branch evaluations on its rows. The conv form's terms are properties of
-    its kernel (cheap, always exact).
+    Cost of the regulariser per site: with at most ``penalty_rows`` rows the norm term reuses
+    the forward pass's ``g(x)``; above, both terms are computed on the subset (``g`` evaluated
+    again there). The violation term costs about three branch evaluations on its rows. The conv
+    form's terms are properties of its kernel (cheap, always exact). The ``penalty_every``
+    cycle restarts with every new branch (its position is not saved with the model).
     """
 
     def __init__(
@@ -212,6 +214,26 @@ class RelaxedBranch(nn.Module):
         else:  # the dense map on the channels of every pixel
             out = self._dense(maps.movedim(-3, -1)).movedim(-1, -3)
         return out.reshape(*lead, *out.shape[-3:])
+
+    def add_to(
+        self, output: torch.Tensor, x: torch.Tensor, shared_columns: int = 0
+    ) -> torch.Tensor:
+        """``output + s * g(x)`` for a dense branch on flattened features.
+
+        The low-rank form does it in one matrix product that starts from ``output``
+        (``[V x, 1] [s U, s b]^T`` added to it): one pass over the site's output, forward and
+        backward, instead of writing ``g(x)`` and adding it (its size is that of the output,
+        while ``V x`` is ``rank`` wide).
+        """
+        if self.form != "lowrank":
+            return torch.addcmul(output, self.scale, self._dense(x, shared_columns))
+        hidden = self._first(x, shared_columns)
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+        up = self.layers[1]
+        weight = torch.cat([up.weight, up.bias.unsqueeze(1)], dim=1) * self.scale
+        augmented = torch.cat([hidden, hidden.new_ones(hidden.shape[0], 1)], dim=1)
+        flat = output.reshape(-1, output.shape[-1])
+        return torch.addmm(flat, augmented, weight.T).view(output.shape)
 
     def lie_derivative(self, x: torch.Tensor, gx: torch.Tensor | None = None) -> torch.Tensor:
         """``L_A g(x) = J_g(x) drho_in(A) x - drho_out(A) g(x)`` for every generator ``A``.
@@ -328,13 +350,16 @@ class RelaxedBranch(nn.Module):
         if self.field:
             return self._field_penalties(x, gx)
         x = x.reshape(-1, x.shape[-1])
-        gx = self(x) if gx is None else gx.reshape(-1, gx.shape[-1])
         limit = None if exact else self.penalty_rows
         if limit is not None and x.shape[0] > limit:
             # Without replacement: lower variance than independent draws, still unbiased
             # (every row is in the subset with the same probability).
             rows = torch.randperm(x.shape[0], device=x.device)[:limit]
-            x, gx = x.index_select(0, rows), gx.index_select(0, rows)
+            x = x.index_select(0, rows)
+            # g on the subset is recomputed rather than gathered from the forward pass: the
+            # gradient of a gather is a zero-filled copy of the whole output.
+            gx = None
+        gx = self(x) if gx is None else gx.reshape(-1, gx.shape[-1])
         norm = gx.norm(dim=-1).mean()
         if self.rep_in.kind == "finite":
             lie = self.finite_violation(x, gx).norm(dim=-1).mean(dim=-1).sum()
@@ -390,12 +415,17 @@ def add_branch_output(module: nn.Module, args: tuple, output: torch.Tensor) -> t
         return output
     x = args[0]
     shared = getattr(module, "relaxation_shared_columns", None)
-    gx = branch(x, 0 if shared is None else shared(args))
+    shared = 0 if shared is None else shared(args)
+    if branch.form == "lowrank" and not branch.field:
+        gx, result = None, branch.add_to(output, x, shared)
+    else:
+        gx = branch(x, shared)
+        result = torch.addcmul(output, branch.scale, gx)  # one op: output + s * g(x)
     if _records_penalty(branch):
         # Computed inside forward so that distributed data parallel sees every use of the
         # branch's parameters during the forward pass.
         branch.last_penalty = branch.step_penalties(x, gx)
-    return torch.addcmul(output, branch.scale, gx)  # one op: output + s * g(x)
+    return result
 
 
 def can_fuse(module: nn.Module, branch: RelaxedBranch) -> bool:

@@ -43,6 +43,7 @@ def branch_contributions(model: nn.Module, inputs: Any) -> dict[str, dict[str, f
     squares = {name: torch.zeros(3, dtype=torch.float64) for name in sites}
 
     def recorder(name: str):
+        @torch.no_grad()  # also inside a forward that enables gradients (forces)
         def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             branch: RelaxedBranch = getattr(module, BRANCH_ATTRIBUTE)
             shared = getattr(module, "relaxation_shared_columns", None)

@@ -123,15 +123,6 @@ class TrainingFamily:
         return max(finite) if self.higher_is_better else min(finite)
 
 
-def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """A private generator that is a pure function of (run seed, epoch, sample index).
-
-    Per-sample augmentation drawn from it is the same whatever the batching, device count or
-    resumption, so distributed and resumed runs see exactly the data of a plain run.
-    """
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + index)
-
-
 def equivariance_errors_on(model, inputs: Any) -> dict[str, float]:
     """Largest relative equivariance error of ``model`` on ``inputs`` in float32 and float64
     (3 significant digits, as cards and configs record it)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from zoo.train.molecules import sample_rotations
+from zoo.symmetry import sample_rotations
 from zoo.train.nbody import rotate_nbody_batch
 from zoo.train.pointclouds import training_clouds
 from zoo.train.smoke import rotate_samples

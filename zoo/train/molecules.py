@@ -12,14 +12,13 @@ from pydantic import Field, model_validator
 from torch_geometric.data import Data
 
 from zoo.errors import InputError
-from zoo.symmetry import random_rotation
 from zoo.train.family import (
     TrainingFamily,
     equivariance_errors_on,
     register_family,
-    sample_generator,
 )
 from zoo.train.recipe_schema import DataSection, LossSection
+from zoo.units import EV_TO_MEV
 
 
 def rows_to_data(dataset: Any, dtype: torch.dtype) -> list[Data]:
@@ -161,21 +160,6 @@ def _compositions_and_energies(frames: Any, energy_key: str) -> tuple[list, list
     return numbers, energies
 
 
-def sample_rotations(
-    samples: torch.Tensor, epoch: int, seed: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """``[n, 3, 3]`` Haar-random rotations, a pure function of (seed, epoch, sample index).
-
-    The same sample gets the same rotation in an epoch whatever the batch, device count or
-    resumption, so distributed and resumed runs see exactly the data of a plain run.
-    """
-    rotations = []
-    for sample in samples.tolist():
-        generator = sample_generator(seed, epoch, sample)
-        rotations.append(random_rotation(generator, torch.float64))
-    return torch.stack(rotations).to(dtype)
-
-
 def rotate_batch(batch: Any, rotations: torch.Tensor) -> Any:
     """Rotate positions and forces of every graph of a batch by its own rotation."""
     out = batch.clone()
@@ -185,7 +169,6 @@ def rotate_batch(batch: Any, rotations: torch.Tensor) -> Any:
     return out
 
 
-EV_TO_MEV = 1000.0
 
 
 def evaluate_energy_forces(model, graphs: list, batch_size: int = 32) -> dict[str, float]:

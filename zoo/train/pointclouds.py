@@ -15,13 +15,12 @@ import torch
 from pydantic import Field
 from torch.utils.data import TensorDataset
 
-from zoo.symmetry import random_rotation
+from zoo.symmetry import random_rotation, sample_generator
 from zoo.train.card import ACE_BIBTEX, CR_BIBTEX, bibtex, generic_card, model_index
 from zoo.train.family import (
     TrainingFamily,
     equivariance_errors_on,
     register_family,
-    sample_generator,
 )
 from zoo.train.recipe_schema import DataSection, LossSection
 

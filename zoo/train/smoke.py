@@ -17,12 +17,12 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from zoo.symmetry import sample_generator
 from zoo.train.card import CR_BIBTEX, bibtex, generic_card, model_index
 from zoo.train.family import (
     TrainingFamily,
     equivariance_errors_on,
     register_family,
-    sample_generator,
 )
 from zoo.train.recipe_schema import DataSection, LossSection
 

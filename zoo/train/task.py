@@ -21,10 +21,10 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from zoo import relax
+from zoo.symmetry import sample_rotations
 from zoo.train.ema import WeightEMA
-from zoo.train.molecules import rotate_batch, sample_rotations
-
-EV_TO_MEV = 1000.0
+from zoo.train.molecules import rotate_batch
+from zoo.units import EV_TO_MEV
 
 
 @contextlib.contextmanager
