@@ -371,3 +371,25 @@ def test_resume_with_another_recipe_is_refused_before_touching_the_run(smoke_run
     assert "optimizer.lr" in str(error.value)
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before  # recipe.yaml, metrics.csv and checkpoints untouched
+
+
+@pytest.mark.data
+def test_ctrl_c_says_how_to_resume_and_keeps_the_run(tmp_path, monkeypatch):
+    from zoo.train.run import TrainingInterrupted
+    from zoo.train.task import RelaxedTask
+
+    def interrupt(self, outputs, batch, batch_idx):
+        if self.current_epoch == 1:  # after epoch 0's checkpoint, as a user's Ctrl-C would
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RelaxedTask, "on_train_batch_end", interrupt)
+    run = tmp_path / "run"
+    try:
+        with pytest.raises(TrainingInterrupted, match=r"--output .*--resume"):
+            train(SMOKE, run, epochs=EPOCHS, export=False, progress=False)
+        # Lightning ignores SIGINT after its graceful shutdown; the default handler is back.
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    assert 0 in dict(read_metrics(run / "logs" / "metrics.csv")["train/loss"])

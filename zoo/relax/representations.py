@@ -51,10 +51,17 @@ def _shared_generators(l: int, dtype: torch.dtype, device: torch.device) -> torc
 
 @functools.cache
 def _irreps_segments(irreps: str) -> tuple[tuple[int, int, int], ...]:
-    """``(start, multiplicity, l)`` of every irrep of ``irreps`` (parsed once per layout)."""
-    segments, start = [], 0
+    """``(start, multiplicity, l)`` of the runs of equal degree in ``irreps``, parsed once per
+    layout. Neighbours of one degree merge whatever their parity (which the Lie algebra does
+    not see): ``1x1o+1x1e`` is one run of two, one product instead of two per use."""
+    segments: list[tuple[int, int, int]] = []
+    start = 0
     for mul, ir in o3.Irreps(irreps):
-        segments.append((start, mul, ir.l))
+        if segments and segments[-1][2] == ir.l:
+            first, count, _ = segments[-1]
+            segments[-1] = (first, count + mul, ir.l)
+        else:
+            segments.append((start, mul, ir.l))
         start += mul * ir.dim
     return tuple(segments)
 
