@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from torch_geometric.data import Data
 
 from zoo.errors import InputError
+from zoo.models.graph import scatter_sum
 from zoo.train.family import (
     TrainingFamily,
     equivariance_errors_on,
@@ -109,9 +110,45 @@ def refit_reference_energies(
     name = getattr(model, "zoo_info", {}).get("name") or getattr(
         model, "architecture", type(model).__name__)
     check_known_elements(model.elements, numbers, name)
-    fitted = fit_atomic_energies(numbers, energies, model.max_atomic_number)
+    # The references absorb what the network does not predict: fit them to the residual of the
+    # network's own energy (without references). Fitting to the raw energies would leave the
+    # network's offset on the new molecule (eV, from environments it learned on another one).
+    residual = np.asarray(energies) - _network_energies(model, frames, numbers)
+    fitted = fit_atomic_energies(numbers, residual.tolist(), model.max_atomic_number)
     model.set_atomic_energies(fitted)
     return fitted
+
+
+@torch.no_grad()
+def _network_energies(model: Any, frames: Any, numbers: list, batch_size: int = 32) -> np.ndarray:
+    """The model's energy of every frame minus its current per-element references (eV)."""
+    from ase import Atoms
+    from torch_geometric.data import Batch
+
+    dtype = next(model.parameters()).dtype
+    graphs = []
+    for frame, z in zip(frames, numbers, strict=True):
+        if isinstance(frame, Atoms):
+            pos = frame.get_positions()
+        elif isinstance(frame, Data):
+            pos = frame.pos.detach().cpu().numpy()
+        else:
+            pos = np.asarray(frame["pos"])
+        graphs.append(Data(z=torch.as_tensor(np.asarray(z), dtype=torch.long),
+                           pos=torch.as_tensor(np.asarray(pos), dtype=dtype).reshape(-1, 3)))
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(graphs), batch_size):
+            batch = Batch.from_data_list(graphs[start:start + batch_size])
+            energy = model(batch)["energy"].detach().double()
+            references = scatter_sum(model._atomic_energies[batch.z], batch.batch,
+                                     int(batch.num_graphs))
+            out.append((energy - references).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out)
 
 
 class UnseenElementsError(InputError):
