@@ -13,9 +13,10 @@ subcommands::
 (``checkpoints/<name>_run-<seed>_epoch-<n>[_swa].pt``) hold only state dicts
 (``{"model", "optimizer", "lr_scheduler"}``), while the model's construction depends on
 statistics computed from the training data (E0s, average neighbour count, force scale). So
-``train`` also saves the model object exactly as ``run_train`` built it, once, just before the
-first epoch (``--template``); ``evaluate`` loads that template and each snapshot's ``"model"``
-state dict into it. MACE saves its checkpoints inside ``ema.average_parameters()``, so with
+``train`` also records the model's constructor arguments as ``run_train`` built it, once, just
+before the first epoch (``--template``, JSON via MACE's ``extract_config_mace_model``; nothing is
+pickled); ``evaluate`` rebuilds the model from it and loads each snapshot's ``"model"`` state
+dict strictly. MACE saves its checkpoints inside ``ema.average_parameters()``, so with
 ``--ema`` the ``"model"`` entry already holds the EMA weights, the ones MACE validates and
 exports.
 """
@@ -23,6 +24,7 @@ exports.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -32,10 +34,60 @@ import numpy as np
 import torch
 
 EV_TO_MEV = 1000.0
+# Classes and functions a template may name (its activation, interaction and readout blocks).
+_ALLOWED_MODULES = ("mace.", "torch.", "e3nn.")
+
+
+def encode_config(model: torch.nn.Module) -> dict[str, Any]:
+    """JSON-ready constructor arguments of a built MACE model, with its class name."""
+    from e3nn import o3
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    out: dict[str, Any] = {"class": type(model).__name__}
+    for key, value in extract_config_mace_model(model).items():
+        if isinstance(value, o3.Irreps):
+            out[key] = {"irreps": str(value)}
+        elif isinstance(value, torch.Tensor):
+            out[key] = {"tensor": value.tolist(), "dtype": str(value.dtype).split(".")[-1]}
+        elif isinstance(value, np.ndarray):
+            out[key] = {"array": value.tolist(), "dtype": str(value.dtype)}
+        elif isinstance(value, type) or callable(value):
+            out[key] = {"callable": f"{value.__module__}:{value.__qualname__}"}
+        else:
+            out[key] = value
+    return out
+
+
+def build_from_config(encoded: dict[str, Any]) -> torch.nn.Module:
+    """The MACE model of :func:`encode_config` (weights as initialised: load a state dict)."""
+    from e3nn import o3
+    from mace import modules
+
+    config: dict[str, Any] = {}
+    for key, value in encoded.items():
+        if key == "class":
+            continue
+        if isinstance(value, dict) and "irreps" in value:
+            config[key] = o3.Irreps(value["irreps"])
+        elif isinstance(value, dict) and "tensor" in value:
+            config[key] = torch.tensor(value["tensor"], dtype=getattr(torch, value["dtype"]))
+        elif isinstance(value, dict) and "array" in value:
+            config[key] = np.asarray(value["array"], dtype=value["dtype"])
+        elif isinstance(value, dict) and "callable" in value:
+            module, _, name = value["callable"].partition(":")
+            if not module.startswith(_ALLOWED_MODULES):
+                raise ValueError(f"template names {module!r}, outside {_ALLOWED_MODULES}")
+            target: Any = importlib.import_module(module)
+            for part in name.split("."):
+                target = getattr(target, part)
+            config[key] = target
+        else:
+            config[key] = value
+    return getattr(modules, encoded["class"])(**config)
 
 
 def train(threads: int, template: Path, mace_args: list[str]) -> None:
-    """Run ``mace_run_train`` with ``threads`` torch threads, saving the built model first."""
+    """Run ``mace_run_train`` with ``threads`` torch threads, recording the built model first."""
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(threads)
     import mace.tools
@@ -46,7 +98,7 @@ def train(threads: int, template: Path, mace_args: list[str]) -> None:
     def train_and_save_template(*args: Any, **kwargs: Any) -> Any:
         # run_train calls ``tools.train(model=model, ...)`` once the model is fully configured.
         template.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(kwargs["model"], template)
+        template.write_text(json.dumps(encode_config(kwargs["model"]), indent=1) + "\n")
         return original(*args, **kwargs)
 
     mace.tools.train = train_and_save_template
@@ -78,8 +130,7 @@ def evaluate(
     torch_tools.set_default_dtype(dtype)
     frames = ase.io.read(test, index=":" if max_frames is None else f":{max_frames}")
     energies, forces = _labels(frames)
-    # Our own file, written by ``train`` above (a pickled module, as MACE's .model files are).
-    model = torch.load(template, map_location="cpu", weights_only=False)
+    model = build_from_config(json.loads(template.read_text()))
     z_table = utils.AtomicNumberTable([int(z) for z in model.atomic_numbers])
     graphs = [
         data.AtomicData.from_config(data.config_from_atoms(a), z_table=z_table,

@@ -361,7 +361,7 @@ def train_mace(args: argparse.Namespace, folder: Path, split: Path,
     snapshots = Snapshots(folder / "snapshots", watch, describe)
     mace_args = mace_arguments(args, split, run)
     command = [str(python), str(MACE_SIDE), "train", "--threads", str(args.threads),
-               "--template", str(folder / "template.model"), "--", *mace_args]
+               "--template", str(folder / "template.json"), "--", *mace_args]
     info = run_with_budget(command, thread_env(args.threads), folder / "train.log",
                            args.budget_cpu_s, args.poll_s, snapshots)
     return {**info, "snapshots": snapshots.records, "arguments": mace_args}
@@ -374,7 +374,7 @@ def evaluate_mace(args: argparse.Namespace, folder: Path, chosen: list[dict], te
     listing.write_text(json.dumps([str(folder / "snapshots" / r["file"]) for r in chosen]))
     output = folder / "evaluated.json"
     command = [str(python), str(MACE_SIDE), "evaluate", "--template",
-               str(folder / "template.model"), "--snapshots", str(listing), "--test", test_file,
+               str(folder / "template.json"), "--snapshots", str(listing), "--test", test_file,
                "--output", str(output), "--threads", str(args.threads), "--dtype",
                args.mace_dtype, "--batch-size", str(args.eval_batch_size)]
     if args.test_frames is not None:
