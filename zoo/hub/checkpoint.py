@@ -366,18 +366,23 @@ def _read(folder: Path, filename: str) -> bytes:
         raise CheckpointError(f"{folder} has no {filename}: not a zoo checkpoint folder") from None
 
 
-def _check_relaxation_keys(relaxation: Mapping[str, Any], where: str) -> None:
+def _unknown_keys_with_hints(unknown: list[str], known: Any) -> str:
+    """``'schedul' (did you mean 'schedule'?), 'x'``: each unknown key with its closest match."""
     import difflib
 
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, list(known), n=1)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    return ", ".join(hints)
+
+
+def _check_relaxation_keys(relaxation: Mapping[str, Any], where: str) -> None:
     unknown = sorted(set(relaxation) - RELAXATION_KEYS)
     if unknown:
-        hints = [
-            f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
-            for key in unknown
-            for close in [difflib.get_close_matches(key, RELAXATION_KEYS, n=1)]
-        ]
+        hints = _unknown_keys_with_hints(unknown, RELAXATION_KEYS)
         raise CheckpointError(
-            f"{where}: unknown relaxation key(s) {', '.join(hints)}; known keys are "
+            f"{where}: unknown relaxation key(s) {hints}; known keys are "
             f"{sorted(RELAXATION_KEYS)} (put training-only settings under \"training\")"
         )
 
@@ -628,7 +633,6 @@ def build_model(
 
 
 def _build_architecture(config: Mapping[str, Any]) -> nn.Module:
-    import difflib
     import inspect
 
     import zoo
@@ -647,13 +651,9 @@ def _build_architecture(config: Mapping[str, Any]) -> nn.Module:
     known = [name for name in parameters if name != "self"]
     unknown = [] if takes_any else sorted(set(model_args) - set(known))
     if unknown:
-        hints = [
-            f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
-            for key in unknown
-            for close in [difflib.get_close_matches(key, known, n=1)]
-        ]
         raise CheckpointError(
-            f"config.json model_args has unknown key(s) {', '.join(hints)} for architecture "
+            f"config.json model_args has unknown key(s) {_unknown_keys_with_hints(unknown, known)} "
+            f"for architecture "
             f"{architecture!r}, which takes {known}"
         )
     try:

@@ -22,7 +22,7 @@ from zoo.train.family import (
     equivariance_errors_on,
     register_family,
 )
-from zoo.train.recipe_schema import DataSection, LossSection
+from zoo.train.recipe_schema import CappedSplitsData, LossSection
 
 # Seed of the fixed per-shape rotations of the validation and test clouds.
 EVALUATION_ROTATION_SEED = 20210412
@@ -118,15 +118,11 @@ def plot_confusion(matrix: torch.Tensor, classes: list[str], path, title: str) -
     plt.close(fig)
 
 
-class ModelNet40Data(DataSection):
+class ModelNet40Data(CappedSplitsData):
     """Points per cloud and optional caps on the number of clouds per split."""
 
     dataset: Literal["modelnet40"] = "modelnet40"
     n_points: int = Field(300, ge=1)
-    root: str | None = None
-    max_train: int | None = Field(None, ge=1)
-    max_val: int | None = Field(None, ge=1)
-    max_test: int | None = Field(None, ge=1)
 
 
 class ClassificationLoss(LossSection):

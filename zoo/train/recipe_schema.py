@@ -164,6 +164,16 @@ class DataSection(Section):
     dataset: str
 
 
+class CappedSplitsData(DataSection):
+    """A data section with a local root and optional caps on the samples of each split (for
+    quick runs on a subset)."""
+
+    root: str | None = None
+    max_train: int | None = Field(None, ge=1)
+    max_val: int | None = Field(None, ge=1)
+    max_test: int | None = Field(None, ge=1)
+
+
 class LossSection(Section):
     """Base of every dataset's loss section (each training family subclasses it)."""
 

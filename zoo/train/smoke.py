@@ -15,7 +15,6 @@ import math
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
 
 from zoo.symmetry import sample_generator
 from zoo.train.card import CR_BIBTEX, bibtex, generic_card, model_index
@@ -24,7 +23,7 @@ from zoo.train.family import (
     equivariance_errors_on,
     register_family,
 )
-from zoo.train.recipe_schema import DataSection, LossSection
+from zoo.train.recipe_schema import CappedSplitsData, LossSection
 
 # Relaxation paper, Table 2 (RMSE, Rotation set).
 PUBLISHED = [
@@ -81,14 +80,10 @@ def _limit(data, n: int | None):
     return torch.utils.data.Subset(data, range(n))
 
 
-class SmokeData(DataSection):
+class SmokeData(CappedSplitsData):
     """Optional caps on the number of windows per split."""
 
     dataset: Literal["smoke-rotation"] = "smoke-rotation"
-    root: str | None = None
-    max_train: int | None = Field(None, ge=1)
-    max_val: int | None = Field(None, ge=1)
-    max_test: int | None = Field(None, ge=1)
 
 
 class RolloutLoss(LossSection):
