@@ -272,17 +272,17 @@ def evaluate_zoo(args: argparse.Namespace, folder: Path, chosen: list[dict]) -> 
     """Test MAEs of the chosen zoo snapshots: the recipe's model rebuilt the way training built
     it (same normalisation fit), the snapshot's weights, then its EMA weights over them."""
     from zoo import relax
-    from zoo.train.family import get_family
+    from zoo.tasks import get_task
     from zoo.train.recipe import load_recipe
-    from zoo.train.run import build_model, load_data
+    from zoo.train.run import model_to_train
 
     torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe, {"data": {"max_test_frames": args.test_frames}})
-    dtype = getattr(torch, recipe["training"]["dtype"])
-    family = get_family(recipe["data"]["dataset"])
+    dtype = getattr(torch, recipe.training.dtype)
+    task = get_task(recipe.data.dataset)
     with torch.random.fork_rng(devices=[]):  # the weights are overwritten: no RNG side effects
-        train_data, _, test_data = load_data(recipe, dtype)
-        model = build_model(recipe, train_data, None)
+        train_data, _, test_data = task.load_splits(recipe, dtype)
+        model = model_to_train(task, recipe, train_data, None)
     results = {}
     for record in chosen:
         checkpoint = torch.load(folder / "snapshots" / record["file"], map_location="cpu",
@@ -298,7 +298,7 @@ def evaluate_zoo(args: argparse.Namespace, folder: Path, chosen: list[dict]) -> 
                     params[name].copy_(value)
         if relax.branches(snapshot):
             relax.project(snapshot)  # what the zoo validates and publishes
-        metrics = family.evaluate(snapshot.eval(), test_data, args.eval_batch_size)
+        metrics = task.evaluate(snapshot.eval(), test_data, args.eval_batch_size)
         results[record["file"]] = metrics
         print(f"  zoo {record['file']}: energy {metrics['energy_mae']:.2f} meV, forces "
               f"{metrics['forces_mae']:.2f} meV/Å", flush=True)

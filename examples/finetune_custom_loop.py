@@ -40,8 +40,8 @@ from torch_geometric.loader import DataLoader
 import zoo
 from zoo.data import data_root
 from zoo.data.labelled import read_labelled
+from zoo.tasks.rmd17.task import evaluate_energy_forces, rows_to_data
 from zoo.testing import equivariance_error
-from zoo.train.molecules import evaluate_energy_forces, rows_to_data
 
 
 def main(

@@ -16,7 +16,7 @@ import torch
 
 import zoo.data as zd
 from zoo.data import modelnet40 as mn
-from zoo.data.download import DownloadError
+from zoo.data.fetch import DownloadError
 
 N_TRAIN_FILE, N_TEST = 9843, 2468
 

@@ -15,9 +15,9 @@ import torch
 import zoo
 from zoo.hub.checkpoint import file_hashes
 from zoo.hub.pretrained import read_index
+from zoo.tasks import get_task, list_datasets
 from zoo.train.compare import publish_family
-from zoo.train.family import get_family, list_datasets
-from zoo.train.recipe import load_recipe, recipe_defaults
+from zoo.train.recipe import load_recipe, recipe_defaults, validate
 from zoo.train.run import train
 from zoo.verify import verify
 
@@ -53,7 +53,7 @@ def test_recipe_defaults_come_from_the_family():
     assert recipe_defaults("rmd17")["data"]["molecule"] == "aspirin"
     assert load_recipe("egnn-nbody.ace")["relaxation"]["controller"]["eta_p"] == 9.0e-4
     with pytest.raises(ValueError, match="data.dataset 'qm9' is not supported"):
-        get_family("qm9")
+        get_task("qm9")
     with pytest.raises(ValueError, match=r"data\.molecule: unknown key"):
         load_recipe("egnn-nbody.cr", {"data": {"molecule": "aspirin"}})
     with pytest.raises(ValueError, match=r"training\.keep: Input should be 'last' or 'best'"):
@@ -106,10 +106,10 @@ def test_nbody_family_comparison_has_mean_and_std(nbody_runs, tmp_path):
 
 
 def test_nbody_models_are_equivariant_on_real_trajectories(nbody_runs):
-    family = get_family("nbody")
+    task = get_task("nbody")
     model = zoo.load(str(nbody_runs[0] / "export"))
-    _, _, test = family.load_data(nbody_recipe("standard"), torch.float64)
-    errors = family.equivariance_errors(model, test)
+    _, _, test = task.load_splits(validate(nbody_recipe("standard")), torch.float64)
+    errors = task.equivariance_errors(model, test)
     assert errors["float64"] < 1e-12 and errors["float32"] < 1e-4
 
 
@@ -162,7 +162,7 @@ def test_modelnet40_runs_export_verify_and_compare(modelnet_runs, tmp_path):
 
 
 def test_training_clouds_are_deterministic_rotated_subsets():
-    from zoo.train.pointclouds import training_clouds
+    from zoo.tasks.modelnet40.task import training_clouds
 
     points = torch.randn(3, 50, 3) + 0.5
     a = training_clouds(points, torch.arange(3), 20, seed=0, epoch=1, rotate=True)

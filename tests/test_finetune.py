@@ -32,8 +32,9 @@ from zoo.data.rmd17 import InvalidFrameError
 from zoo.finetuning import TRAINING_FOLDER, UnsupportedModelError
 from zoo.hub.checkpoint import sha256_file
 from zoo.hub.download import model_cards_dir
+from zoo.tasks.rmd17.references import UnseenElementsError
+from zoo.tasks.rmd17.task import evaluate_energy_forces, rows_to_data
 from zoo.testing import equivariance_error
-from zoo.train.molecules import UnseenElementsError, evaluate_energy_forces, rows_to_data
 from zoo.train.recipe import load_recipe
 from zoo.train.recipe_schema import RecipeError
 from zoo.train.run import ScheduleWarning, _with_relaxation, warn_short_schedule

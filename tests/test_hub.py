@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import hub_server
+import numpy as np
 import pytest
 import torch
 from hub_server import (
@@ -388,3 +389,27 @@ def test_publish_refuses_a_bad_folder_before_any_call(checkpoint, tmp_path):
     with pytest.raises(CorruptFileError):
         publish(corrupt, "zoo/toy", api=api)
     assert api.calls == []
+
+
+def test_an_architecture_without_weights_says_so_and_how_to_train_it():
+    with pytest.raises(UnknownModelError, match="no published weights") as info:
+        get_pretrained("vn-pointnet")
+    message = str(info.value)
+    assert info.value.architecture_without_weights
+    assert "zoo train vn-pointnet-modelnet40.standard" in message
+    assert "zoo.create_model('vn-pointnet')" in message
+    assert "equiformer-md17-aspirin.standard" in message  # lists what is published
+    # A near-miss name is still an unknown model with suggestions, not an architecture.
+    with pytest.raises(UnknownModelError, match="unknown model 'vn-pointnt'"):
+        get_pretrained("vn-pointnt")
+
+
+def test_zoo_predict_names_an_architecture_without_weights(tmp_path, capsys):
+    from zoo.cli import main
+
+    cloud = tmp_path / "cloud.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
+    assert main(["predict", "vn-dgcnn", str(cloud)]) != 0
+    err = capsys.readouterr().err
+    assert "'vn-dgcnn' is an architecture with no published weights" in err
+    assert "zoo train vn-dgcnn-modelnet40.standard" in err

@@ -206,13 +206,13 @@ _NO_LIGHTNING = r"""
 import json, sys
 import zoo
 from zoo.cli import build_parser
-from zoo.train.family import get_family
+from zoo.tasks import get_task
 import zoo.verify
 
 build_parser()
 model = zoo.load("egnn-nbody")  # bundled: no network
 for dataset in ("rmd17", "nbody", "modelnet40", "smoke-rotation"):
-    get_family(dataset)  # what zoo verify uses to re-measure a card's metrics
+    get_task(dataset)  # what zoo verify uses to re-measure a card's metrics
 print(json.dumps(sorted(m for m in sys.modules
                         if m.split(".")[0] in ("lightning", "pytorch_lightning"))))
 """

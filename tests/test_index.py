@@ -188,11 +188,11 @@ def test_cache_root(tmp_path, monkeypatch):
 
 def test_one_download_error_for_the_hub_and_the_data():
     import zoo.data
-    import zoo.data.download
     import zoo.data.fetch
+    import zoo.data.rmd17_download
     from zoo.errors import ZooError
     from zoo.hub.errors import DownloadError
 
-    assert zoo.data.DownloadError is zoo.data.download.DownloadError is DownloadError
+    assert zoo.data.DownloadError is zoo.data.rmd17_download.DownloadError is DownloadError
     assert zoo.data.fetch.DownloadError is DownloadError
     assert issubclass(DownloadError, ZooError) and issubclass(DownloadError, OSError)

@@ -34,6 +34,10 @@ from zoo.resources import model_cards_dir, recipes_dir
 from zoo.train.recipe import resolve_recipe_path
 
 model = zoo.load("egnn-nbody")  # an alias, from the bundled folder, offline
+# Every registered model loads offline, every bundled recipe resolves by name.
+loaded = sorted(zoo.load(n).zoo_info["name"] for n in zoo.list_models())
+recipes = sorted(p.stem for p in recipes_dir().glob("*.yaml")
+                 if resolve_recipe_path(p.stem).parent == recipes_dir())
 try:
     require_data("rmd17/aspirin/train.xyz")
     missing = None
@@ -44,6 +48,7 @@ print(json.dumps({
     "folder": model.zoo_info["folder"], "name": model.zoo_info["name"],
     "recipe": str(resolve_recipe_path("egnn-nbody.standard")),
     "data_root": str(default_data_root()), "missing": missing,
+    "loaded": loaded, "recipes_by_name": recipes,
 }))
 """
 
@@ -118,6 +123,10 @@ def test_wheel_installs_a_self_contained_package(tmp_path):
     assert "installed package" in out["missing"] and "ZOO_DATA_DIR" in out["missing"]
     shipped = sorted(p.name for p in (package / "_bundled" / "model_cards").iterdir())
     assert shipped == sorted(p.name for p in (ROOT / "model_cards").iterdir())
+    published = sorted(p.name for p in (ROOT / "model_cards").iterdir() if p.is_dir())
+    assert out["loaded"] == published
+    assert out["recipes_by_name"] == sorted(
+        p.stem for p in (ROOT / "training" / "recipes").glob("*.yaml"))
 
 
 def test_editable_install_reads_the_checkout_folders(tmp_path):

@@ -1,4 +1,4 @@
-"""The smoke-rotation training family end to end, on a tiny synthetic cache (8 x 8 frames that
+"""The smoke-rotation task end to end, on a tiny synthetic cache (8 x 8 frames that
 move smoothly in time): data -> Lightning -> CR with conv branches -> projection -> export.
 It checks the plumbing, not accuracy."""
 
@@ -13,10 +13,10 @@ import torch
 
 from zoo import create_model
 from zoo.data import smoke
-from zoo.train.family import get_family
+from zoo.tasks import get_task
+from zoo.tasks.smoke.task import rollout_rmse, rotate_samples
 from zoo.train.recipe import load_recipe
 from zoo.train.run import train
-from zoo.train.smoke import rollout_rmse, rotate_samples
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +63,15 @@ def test_rsteer_cr_recipe_trains_and_exports(root: str, tmp_path) -> None:
 def test_family_metrics_and_equivariance_on_the_cache(root: str) -> None:
     """Splits from the cache, RMSE from rollouts, and the exact model's C4 error on real
     inputs at rounding level."""
-    family = get_family("smoke-rotation")
+    task = get_task("smoke-rotation")
     recipe = load_recipe("rsteer-smoke-rotation.equiv", {
         "data": {"root": root, "max_train": 4, "max_val": 4, "max_test": 6},
         # Running statistics: evaluation must not depend on how samples are batched.
         "model": {"preset": "tiny", "args": {"running_stats": True}}})
-    train_data, val, test = family.load_data(recipe, torch.float64)
+    train_data, val, test = task.load_splits(recipe, torch.float64)
     assert (len(train_data), len(val), len(test["future"]), len(test["domain"])) == (4, 4, 6, 6)
-    model = family.build_model(recipe, train_data, None).double().eval()
-    result = family.evaluate(model, test, batch_size=4)
+    model = task.initial_model(recipe, train_data, None).double().eval()
+    result = task.evaluate(model, test, batch_size=4)
     inputs, targets, _ = test["domain"][0]
     squared = sum((model.rollout(test["domain"][i][0][None], 20) - test["domain"][i][1][None])
                   .pow(2).sum().item() for i in range(6))
@@ -79,7 +79,7 @@ def test_family_metrics_and_equivariance_on_the_cache(root: str) -> None:
                                                   rel=1e-5)
     assert rollout_rmse(model, test["future"], 5) == pytest.approx(result["rmse_future"],
                                                                    rel=1e-5)
-    errors = family.equivariance_errors(model, test)
+    errors = task.equivariance_errors(model, test)
     assert errors["float64"] < 1e-12 and errors["float32"] < 1e-4
 
 

@@ -27,12 +27,13 @@ from zoo.cli import main as cli_main
 from zoo.data import data_root
 from zoo.hub.checkpoint import sha256_file
 from zoo.relax.controllers import triangle_level
+from zoo.tasks import get_task
+from zoo.tasks.rmd17.task import evaluate_energy_forces as evaluate
 from zoo.testing import equivariance_error
 from zoo.train.export import read_metrics
-from zoo.train.molecules import evaluate_energy_forces as evaluate
-from zoo.train.recipe import load_recipe, recipe_defaults
+from zoo.train.recipe import load_recipe, recipe_defaults, validate
 from zoo.train.recipe_schema import RecipeError
-from zoo.train.run import RunFolderError, load_data, train
+from zoo.train.run import RunFolderError, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "training" / "recipes" / "smoke.yaml")
@@ -44,10 +45,10 @@ PER_EPOCH = ("train/loss", "train/task_loss", "train/reg_norm", "train/reg_lie",
 # file again, and a killed run must be a real process dying, not an exception.
 KILLED_SCRIPT = """
 import os, signal, sys
-from zoo.train import task
+from zoo.train.module import TrainingModule
 from zoo.train.run import train
 
-_step = task.EnergyForceTask.training_step
+_step = TrainingModule.training_step
 
 
 def _step_or_die(self, batch, batch_idx):
@@ -58,7 +59,7 @@ def _step_or_die(self, batch, batch_idx):
     return _step(self, batch, batch_idx)
 
 
-task.EnergyForceTask.training_step = _step_or_die
+TrainingModule.training_step = _step_or_die
 train(sys.argv[1], sys.argv[2], epochs=int(sys.argv[3]), export=False, progress=False)
 """
 
@@ -126,7 +127,7 @@ def test_smoke_run_exports_a_verified_model(smoke_run):
     assert equivariance_error(model) < 1e-10
 
     # The loaded model reproduces the test metrics the in-memory model was exported with.
-    _, _, test_graphs = load_data(recipe, torch.float32)
+    _, _, test_graphs = get_task("rmd17").load_splits(validate(recipe), torch.float32)
     measured = evaluate(model, test_graphs, recipe["training"]["eval_batch_size"])
     assert measured["n_frames"] == config["test_frames"] == recipe["data"]["max_test_frames"]
     for key in ("energy_mae", "forces_mae"):
@@ -136,6 +137,8 @@ def test_smoke_run_exports_a_verified_model(smoke_run):
     assert config["name"] == "equiformer-smoke"
     assert config["relaxation"]["method"] == "cr"
     assert config["relaxation"]["training"]["lambda_reg"] == recipe["relaxation"]["lambda_reg"]
+    for key in ("penalty_rows", "penalty_every"):  # zoo.load(relaxed=True) re-attaches them
+        assert config["relaxation"][key] == validate(recipe).relaxation[key]
     assert config["files"]["model.safetensors"]["sha256"] == sha256_file(
         folder / "model.safetensors"
     )
@@ -375,14 +378,14 @@ def test_resume_with_another_recipe_is_refused_before_touching_the_run(smoke_run
 
 @pytest.mark.data
 def test_ctrl_c_says_how_to_resume_and_keeps_the_run(tmp_path, monkeypatch):
+    from zoo.train.module import TrainingModule
     from zoo.train.run import TrainingInterrupted
-    from zoo.train.task import RelaxedTask
 
     def interrupt(self, outputs, batch, batch_idx):
         if self.current_epoch == 1:  # after epoch 0's checkpoint, as a user's Ctrl-C would
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(RelaxedTask, "on_train_batch_end", interrupt)
+    monkeypatch.setattr(TrainingModule, "on_train_batch_end", interrupt)
     run = tmp_path / "run"
     try:
         with pytest.raises(TrainingInterrupted, match=r"--output .*--resume"):
@@ -393,3 +396,33 @@ def test_ctrl_c_says_how_to_resume_and_keeps_the_run(tmp_path, monkeypatch):
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert 0 in dict(read_metrics(run / "logs" / "metrics.csv")["train/loss"])
+
+
+def test_recipe_branch_options_reach_the_branches_and_the_published_config(tmp_path):
+    """``relaxation.form: lowrank``, ``rank``, ``penalty_rows`` and ``penalty_every`` (the
+    cheaper relaxed steps of benchmarks/bench_training_step.py) go from the recipe to every
+    branch, and ``zoo.load(..., relaxed=True)`` re-attaches the same branches from the config."""
+    from zoo.hub.checkpoint import save_pretrained
+    from zoo.train.run import model_to_train
+
+    recipe = validate({
+        "name": "segnn-lowrank", "data": {"dataset": "nbody"},
+        "model": {"architecture": "segnn", "preset": "nbody"},
+        "relaxation": {"method": "cr", "form": "lowrank", "rank": 3, "penalty_rows": 64,
+                       "penalty_every": 4},
+    })
+    model = model_to_train(get_task("nbody"), recipe, None, None)
+    branches = relax.branches(model)
+    assert branches
+    for branch in branches:
+        assert (branch.form, branch.rank) == ("lowrank", 3)
+        assert (branch.penalty_rows, branch.penalty_every) == (64, 4)
+
+    r = recipe.relaxation
+    relax.project(model)
+    save_pretrained(model, tmp_path / "m", relaxation={
+        "method": "cr", "form": r.form, "rank": r.rank, "penalty_rows": r.penalty_rows,
+        "penalty_every": r.penalty_every, "training": {"lambda_reg": r.lambda_reg}})
+    again = zoo.load(str(tmp_path / "m"), relaxed=True)
+    assert [(b.form, b.rank, b.penalty_rows, b.penalty_every) for b in relax.branches(again)] \
+        == [("lowrank", 3, 64, 4)] * len(branches)

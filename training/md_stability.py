@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import time
 from pathlib import Path
 
 import torch
+from card_sections import put_section, write_atomically
 
 START, END = "<!-- md-stability -->", "<!-- /md-stability -->"
 
@@ -66,22 +65,9 @@ def main() -> None:
     cpu_s = time.process_time() - started
     result["cpu_seconds"] = round(cpu_s, 1)
     result["torch_threads"] = torch.get_num_threads()
-    _write(args.folder / "md_stability.json", json.dumps(result, indent=2) + "\n")
-    readme = args.folder / "README.md"
-    text = readme.read_text()
-    block = section(result, cpu_s)
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END) + "\n", block, text, flags=re.S)
-    else:
-        text = text.replace("\n## Training\n", f"\n{block}\n## Training\n", 1)
-    _write(readme, text)
+    write_atomically(args.folder / "md_stability.json", json.dumps(result, indent=2) + "\n")
+    put_section(args.folder / "README.md", START, END, section(result, cpu_s), "\n## Training\n")
     print(json.dumps(result, indent=2))
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

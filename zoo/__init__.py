@@ -32,7 +32,7 @@ _EXPORTS = {
     "info": "zoo.hub.pretrained",
     "predict": "zoo.inference",
     "finetune": "zoo.finetuning",
-    "refit_reference_energies": "zoo.train.molecules",
+    "refit_reference_energies": "zoo.tasks.rmd17.references",
     "relax": "zoo.relax",
     "testing": "zoo.testing",
     "data": "zoo.data",

@@ -153,7 +153,7 @@ def finetune(
     sources = {"train": frames_or_path, "val": val, "test": test}
     rows = {role: _rows(source, energy_key, forces_key)
             for role, source in sources.items() if source is not None}
-    from zoo.train.molecules import check_known_elements
+    from zoo.tasks.rmd17.references import check_known_elements
 
     known = _known_elements(model_or_name, config)
     for role_rows in rows.values():
@@ -197,7 +197,7 @@ def finetune(
     })
     if resume:
         recipe = _keep_stored_schedules(recipe, training / "recipe.yaml")
-    recipe = validate(_merge(recipe, overrides or {})).to_dict()
+    recipe = validate(_merge(recipe, overrides or {}))
     for role, rows_of_role in rows.items():
         if in_memory[role]:
             _write_rows(rows_of_role, files[role], energy_key, forces_key)
@@ -205,7 +205,7 @@ def finetune(
     from zoo.train.run import train
 
     run = train(recipe, training, init_from=model_or_name,
-                relaxation=recipe["relaxation"]["method"], resume=resume, progress=progress)
+                relaxation=recipe.relaxation.method, resume=resume, progress=progress)
     _move_export(run / "export", output)
     return _result(output)
 

@@ -31,7 +31,7 @@ def verify(
         ``None`` when nothing was measured, ``"skipped"`` then says why: a caller must not
         read that as a match.
     """
-    from zoo.testing import equivariance_error
+    from zoo.equivariance import equivariance_error
 
     config = getattr(model, "zoo_info", {}).get("config", {})
     result: dict[str, Any] = {
@@ -51,20 +51,20 @@ def verify(
     if not data:
         result["skipped"] = "the config names no dataset this version can evaluate"
         return result
-    from zoo.train.family import get_family
+    from zoo.tasks import get_task
 
     try:
-        family = get_family(data.get("dataset", "rmd17"))
+        task = get_task(data.get("dataset", "rmd17"))
     except ValueError as err:
         result["skipped"] = str(err)
         return result
     dtype = next(model.parameters()).dtype
     try:
-        test = family.load_test(data, data_root, dtype)
+        test = task.load_test(data, data_root, dtype)
     except FileNotFoundError as err:
         result["skipped"] = str(err)
         return result
-    measured = family.evaluate(model.eval(), test, batch_size)
+    measured = task.evaluate(model.eval(), test, batch_size)
     result["metrics"] = measured
     card = config.get("metrics") or {}
     # "Within rounding": cards keep at least 4 significant digits; allow float32

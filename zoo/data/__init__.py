@@ -20,7 +20,7 @@ from typing import Any
 # light, `python -m zoo.data.nbody` (or smoke) does not find its module already imported (runpy
 # warns about that), and plain rMD17 users do not pay for the other datasets.
 _LAZY_MODULES = {
-    "zoo.data.download": (
+    "zoo.data.rmd17_download": (
         "RMD17_MD5", "RMD17_SHA256", "RMD17_SIZE", "RMD17_URL", "download_rmd17",
     ),
     "zoo.data.fetch": ("DownloadError",),

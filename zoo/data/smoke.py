@@ -32,7 +32,7 @@ faces), as in the authors' data, which their models also treat as cell-centred.
 
 Not implemented: the *Scale* set of SMOKE.md (38 simulations at up to 300 x 300, downsampled):
 :func:`simulate_smoke` takes its parameters, but there is no scale-equivariant model, cache
-version or training family for it yet.
+version or task for it yet.
 """
 
 from __future__ import annotations

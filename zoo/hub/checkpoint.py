@@ -52,7 +52,8 @@ _RESERVED_KEYS = frozenset(
 #: Keys a config's ``"relaxation"`` recipe may hold: those :func:`zoo.relax.relax` takes by name,
 #: and ``"training"`` / ``"notes"`` for everything that only describes training.
 RELAXATION_KEYS = frozenset(
-    {"method", "form", "hidden_factor", "level", "regularize", "training", "notes"}
+    {"method", "form", "hidden_factor", "rank", "level", "regularize", "penalty_rows",
+     "penalty_every", "training", "notes"}
 )
 
 
@@ -593,7 +594,7 @@ def verify_folder(
 
 
 # --- rebuilding -------------------------------------------------------------------------------
-def build_model(
+def model_from_checkpoint(
     config: Mapping[str, Any],
     tensors: Mapping[str, torch.Tensor],
     *,

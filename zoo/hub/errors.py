@@ -27,14 +27,36 @@ __all__ = [
 class UnknownModelError(ZooError, LookupError):
     """A model name that is neither registered nor an existing folder."""
 
-    def __init__(self, name: str, suggestions: list[str], known: list[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        suggestions: list[str],
+        known: list[str],
+        *,
+        architecture_without_weights: bool = False,
+        recipes: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.suggestions = list(suggestions)
-        hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        self.architecture_without_weights = architecture_without_weights
         listing = ", ".join(known) if known else "none"
-        super().__init__(
-            f"unknown model {name!r}.{hint} Registered models: {listing} (see zoo.list_models())."
-        )
+        if architecture_without_weights:
+            # An architecture the user can build is not "unknown": say what is missing and how
+            # to get it instead of suggesting near-miss names.
+            train = (f" Train it with `zoo train {recipes[0]}`"
+                     + (f" (recipes: {', '.join(recipes)})" if len(recipes) > 1 else "") + ","
+                     if recipes else "")
+            message = (
+                f"{name!r} is an architecture with no published weights yet.{train} or build it "
+                f"untrained with zoo.create_model({name!r}). Published models: {listing} "
+                "(see zoo.list_models())."
+            )
+        else:
+            hint = (f" Did you mean {', '.join(repr(s) for s in suggestions)}?"
+                    if suggestions else "")
+            message = (f"unknown model {name!r}.{hint} Registered models: {listing} "
+                       "(see zoo.list_models()).")
+        super().__init__(message)
 
     def __str__(self) -> str:  # LookupError would otherwise print the repr of the message
         return str(self.args[0])

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.hub.checkpoint import build_model, cast, read_checkpoint
+from zoo.hub.checkpoint import cast, model_from_checkpoint, read_checkpoint
 from zoo.hub.download import evict_if_cached, resolve
 from zoo.hub.errors import CheckpointError, CorruptFileError, ZooError
 
@@ -102,7 +102,7 @@ def load(
             f"{resolved.folder} holds architecture {config['architecture']!r}, but the registry "
             f"says model {entry.name!r} is {entry.architecture!r}"
         )
-    model = build_model(config, tensors)
+    model = model_from_checkpoint(config, tensors)
     del tensors  # the model holds its own copies; free the file's before casting or relaxing
     if relaxed:
         model = _relax(model, config, level)

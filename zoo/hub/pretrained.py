@@ -35,8 +35,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from zoo._registry import BUILTIN_ARCHITECTURES
 from zoo.hub.errors import UnknownModelError
-from zoo.resources import model_cards_dir
+from zoo.resources import model_cards_dir, recipes_dir
 
 # Names are used as folder names (bundled cards, cache) and in messages: keep them boring.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -246,7 +247,21 @@ def get_pretrained(name: str) -> PretrainedEntry:
     except KeyError:
         candidates = sorted({*_MODELS, *_ALIASES})
         close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+        if name in BUILTIN_ARCHITECTURES:
+            raise UnknownModelError(
+                name, close, sorted(_MODELS), architecture_without_weights=True,
+                recipes=_recipes_for(name),
+            ) from None
         raise UnknownModelError(name, close, sorted(_MODELS)) from None
+
+
+def _recipes_for(architecture: str) -> list[str]:
+    """Names of the bundled recipes that train ``architecture`` (read from the file names)."""
+    folder = recipes_dir()
+    if not folder.is_dir():
+        return []
+    names = sorted(p.stem for p in folder.glob(f"{architecture}-*.yaml"))
+    return sorted(names, key=lambda n: not n.endswith(".standard"))  # the plain recipe first
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.hub.checkpoint import build_model, file_hashes, read_checkpoint, verify_folder
+from zoo.hub.checkpoint import file_hashes, model_from_checkpoint, read_checkpoint, verify_folder
 from zoo.hub.index import record_model
 from zoo.hub.pretrained import index_path
 
@@ -64,7 +64,7 @@ def publish(
     verify_folder(folder, exact=True)
     # A folder that verifies but whose weights do not fit its architecture would be published
     # broken: rebuild it once before anything leaves the machine.
-    build_model(*read_checkpoint(folder))
+    model_from_checkpoint(*read_checkpoint(folder))
     hashes = file_hashes(folder)
     if api is None:
         from huggingface_hub import HfApi

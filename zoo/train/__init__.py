@@ -23,7 +23,7 @@ _EXPORTS = {
     "validate": "zoo.train.recipe",
     "Recipe": "zoo.train.recipe_schema",
     "RecipeError": "zoo.train.recipe_schema",
-    "refit_reference_energies": "zoo.train.molecules",
+    "refit_reference_energies": "zoo.tasks.rmd17.references",
 }
 __all__ = sorted(_EXPORTS)
 

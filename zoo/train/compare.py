@@ -23,9 +23,10 @@ from typing import Any
 
 from zoo.hub.index import default_description, record_model, remove_model
 from zoo.hub.pretrained import INDEX_NAME
-from zoo.train.card import STANDARD_SENTENCE
+from zoo.tasks import get_task
+from zoo.tasks.base import Task
+from zoo.tasks.card_text import STANDARD_SENTENCE
 from zoo.train.export import read_metrics
-from zoo.train.family import TrainingFamily, get_family
 
 COMPARISON_PLOT = "comparison.png"
 
@@ -55,18 +56,18 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarize(runs: list[dict[str, Any]], family: TrainingFamily) -> list[dict[str, Any]]:
+def summarize(runs: list[dict[str, Any]], task: Task) -> list[dict[str, Any]]:
     """One entry per variant (method): its seeds, metric statistics and representative run."""
     variants: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         variants.setdefault(run["variant"], []).append(run)
     out = []
     for variant, seeds in variants.items():
-        if family.select_on == "test":
-            score = [r["config"]["metrics"][family.primary_metric] for r in seeds]
+        if task.select_on == "test":
+            score = [r["config"]["metrics"][task.primary_metric] for r in seeds]
         else:
-            score = [_final(r, family.validation_curve) for r in seeds]
-        best = family.best_of(score)
+            score = [_final(r, task.validation_curve) for r in seeds]
+        best = task.best_of(score)
         representative = seeds[0 if math.isnan(best) else score.index(best)]
         stats: dict[str, Any] = {}
         for key in {k for r in seeds for k in r["config"]["metrics"]}:
@@ -88,7 +89,7 @@ def summarize(runs: list[dict[str, Any]], family: TrainingFamily) -> list[dict[s
             "selection_score": _mean_std(score)[0],
             "stats": stats,
             "levels": levels,
-            "validation": _mean_std([_final(r, family.validation_curve) for r in seeds]),
+            "validation": _mean_std([_final(r, task.validation_curve) for r in seeds]),
             "wall_time_min": statistics.fmean(
                 r["config"]["training"]["wall_time_s"] / 60 for r in seeds
             ),
@@ -106,9 +107,9 @@ def _fmt(stat: tuple[float, float], fmt: str, n: int) -> str:
     return f"{mean:{fmt}}" if n == 1 else f"{mean:{fmt}} ± {std:{fmt}}"
 
 
-def comparison_table(variants: list[dict[str, Any]], family: TrainingFamily, best: str) -> str:
+def comparison_table(variants: list[dict[str, Any]], task: Task, best: str) -> str:
     """The markdown table of the comparison (one row per variant)."""
-    columns = family.comparison_columns
+    columns = task.comparison_columns
     multi_seed = any(len(v["seeds"]) > 1 for v in variants)
     # The before-projection column, where the runs measured it (exports since it was added).
     relaxed_any = any(
@@ -143,7 +144,7 @@ def comparison_table(variants: list[dict[str, Any]], family: TrainingFamily, bes
     return "\n".join(lines)
 
 
-def comparison_section(variants: list[dict[str, Any]], family: TrainingFamily, best: str,
+def comparison_section(variants: list[dict[str, Any]], task: Task, best: str,
                        command: str | None = None) -> str:
     """Markdown: the same preset, data, schedule and budget trained with each method."""
     multi_seed = any(len(v["seeds"]) > 1 for v in variants)
@@ -152,7 +153,7 @@ def comparison_section(variants: list[dict[str, Any]], family: TrainingFamily, b
         f"## Standard vs relaxed training (same preset, data split, {seeds_text}, schedule and "
         "epochs)",
         "",
-        comparison_table(variants, family, best),
+        comparison_table(variants, task, best),
         "",
     ]
     if multi_seed:
@@ -175,7 +176,7 @@ def comparison_section(variants: list[dict[str, Any]], family: TrainingFamily, b
     return "\n".join(lines)
 
 
-def plot_comparison(variants: list[dict[str, Any]], family: TrainingFamily, path: Path,
+def plot_comparison(variants: list[dict[str, Any]], task: Task, path: Path,
                     title: str) -> None:
     """Validation metric of the projected models, and the relaxation levels, per epoch."""
     import matplotlib
@@ -186,7 +187,7 @@ def plot_comparison(variants: list[dict[str, Any]], family: TrainingFamily, path
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for v in variants:
         for i, run in enumerate(v["runs"]):
-            curve = run["curves"].get(family.validation_curve, [])
+            curve = run["curves"].get(task.validation_curve, [])
             if curve:
                 axes[0].plot(*zip(*curve, strict=True), color=f"C{variants.index(v)}",
                              alpha=1.0 if run is v["representative"] else 0.35,
@@ -195,8 +196,8 @@ def plot_comparison(variants: list[dict[str, Any]], family: TrainingFamily, path
         for key in sorted(k for k in run["curves"] if k.startswith("level/")):
             axes[1].plot(*zip(*run["curves"][key], strict=True),
                          label=f"{v['method']} layer {key.split('/')[1]}")
-    axes[0].set(xlabel="epoch", ylabel=family.validation_curve,
-                yscale="linear" if family.higher_is_better else "log",
+    axes[0].set(xlabel="epoch", ylabel=task.validation_curve,
+                yscale="linear" if task.higher_is_better else "log",
                 title="validation (projected model); faint: other seeds")
     axes[0].legend(fontsize="small")
     axes[1].set(xlabel="epoch", ylabel="level s", title="relaxation level per layer")
@@ -228,18 +229,18 @@ def publish_family(plain_name: str, run_dirs: list[Path], output: Path,
     if len(datasets) != 1:
         raise ValueError(f"runs of one family must share their dataset, got {sorted(datasets)}")
     dataset = datasets.pop()
-    family = get_family(dataset)
-    variants = summarize(runs, family)
+    task = get_task(dataset)
+    variants = summarize(runs, task)
     best = variants[0]
     for v in variants[1:]:
-        if family.better(v["selection_score"], best["selection_score"]):
+        if task.better(v["selection_score"], best["selection_score"]):
             best = v
-    section = comparison_section(variants, family, best["variant"], command)
+    section = comparison_section(variants, task, best["variant"], command)
     summary: dict[str, Any] = {"best": best["variant"], "dataset": dataset,
-                               "selected_on": family.select_on, "variants": {},
-                               "table": comparison_table(variants, family, best["variant"])}
-    criterion = (f"test {family.primary_metric}" if family.select_on == "test"
-                 else f"mean validation metric over seeds (`{family.validation_curve}`, "
+                               "selected_on": task.select_on, "variants": {},
+                               "table": comparison_table(variants, task, best["variant"])}
+    criterion = (f"test {task.primary_metric}" if task.select_on == "test"
+                 else f"mean validation metric over seeds (`{task.validation_curve}`, "
                  "projected model)")
     for v in variants:
         run = v["representative"]
@@ -259,7 +260,7 @@ def publish_family(plain_name: str, run_dirs: list[Path], output: Path,
                 f"# {name}\n", f"# {name}\n\n{alias_sentence(plain_name, criterion)}\n", 1
             )
         (folder / "README.md").write_text(_insert_section(card, section))
-        plot_comparison(variants, family, folder / COMPARISON_PLOT, plain_name)
+        plot_comparison(variants, task, folder / COMPARISON_PLOT, plain_name)
     # Before aliases, the best variant was copied to a folder (and entry) of the plain name.
     stale = output / plain_name
     if (stale / "config.json").is_file():

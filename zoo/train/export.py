@@ -5,10 +5,14 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo import relax
-from zoo.train.family import get_family
+from zoo.train.card import render_card
+
+if TYPE_CHECKING:
+    from zoo.tasks.base import Task
+    from zoo.train.recipe_schema import Recipe
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -59,7 +63,8 @@ def plot_training(metrics: dict[str, list[tuple[int, float]]], path: Path, title
 
 def export_run(
     model,
-    recipe: dict[str, Any],
+    task: Task,
+    recipe: Recipe,
     run: Path,
     test_data: Any,
     training_info: dict[str, Any],
@@ -71,12 +76,14 @@ def export_run(
     ----------
     model
         The projected model.
+    task
+        The recipe's task (it evaluates the model and writes its card sections).
     recipe
-        The merged recipe of the run.
+        The recipe of the run.
     run
         The run folder (its ``logs/metrics.csv`` gives the curves and final levels).
     test_data
-        The held-out test split, in the form the recipe's training family evaluates.
+        The held-out test split, in the form the task evaluates.
     training_info
         Command, wall time, hardware and the like, for the card.
     relaxed_test
@@ -87,39 +94,39 @@ def export_run(
 
     if relax.branches(model):
         raise ValueError("export needs the projected model: call zoo.relax.project first")
-    family = get_family(recipe["data"]["dataset"])
     folder = run / "export"
     folder.mkdir(parents=True, exist_ok=True)
-    test_metrics = family.evaluate(model, test_data, int(recipe["training"]["eval_batch_size"]))
-    equivariance = family.equivariance_errors(model, test_data)
+    test_metrics = task.evaluate(model, test_data, recipe.training.eval_batch_size)
+    equivariance = task.equivariance_errors(model, test_data)
     metrics = read_metrics(run / "logs" / "metrics.csv")
-    plot_training(metrics, folder / "training_curves.png", recipe["name"])
-    family.write_figures(model, test_data, folder, recipe)
+    plot_training(metrics, folder / "training_curves.png", recipe.name)
+    task.card.write_figures(model, test_data, folder, recipe)
     final_levels = {k: v[-1][1] for k, v in metrics.items() if k.startswith("level/")}
     final_validation = {k: v[-1][1] for k, v in metrics.items() if k.startswith("val/")}
-    r = recipe["relaxation"]
-    relaxation = {"method": r["method"]}
-    if r["method"] != "none":
-        relaxation.update(form=r["form"], hidden_factor=r["hidden_factor"],
-                          training={"lambda_reg": r["lambda_reg"],
-                                    "controller": r["controller"],
+    r = recipe.relaxation
+    relaxation = {"method": r.method}
+    if r.method != "none":
+        relaxation.update(form=r.form, hidden_factor=r.hidden_factor,
+                          **({"rank": r.rank} if r.form == "lowrank" else {}),
+                          penalty_rows=r.penalty_rows, penalty_every=r.penalty_every,
+                          training={"lambda_reg": r.lambda_reg,
+                                    "controller": r.controller,
                                     "final_levels": final_levels})
     epochs_done = max((e for series in metrics.values() for e, _ in series), default=-1) + 1
     info = {
         **training_info,
-        "seed": recipe["seed"],
+        "seed": recipe.seed,
         "epochs": epochs_done,
-        "recipe": recipe,
     }
     results = {"test": test_metrics, "equivariance": equivariance, "relaxed_test": relaxed_test,
                "final_levels": final_levels, "validation": final_validation}
-    card = family.render_card(recipe, results, info, metrics, model)
+    card = render_card(recipe, task, results, info, model)
     extra = {
-        "name": recipe["name"],
-        **family.config_extra(recipe, results),
-        "data": {k: v for k, v in recipe["data"].items() if k != "root"},
+        "name": recipe.name,
+        **task.config_extra(recipe, results),
+        "data": recipe.data.model_dump(mode="json", exclude={"root"}),
         "equivariance_error": equivariance,
-        "training": {k: v for k, v in info.items() if k != "recipe"},
+        "training": info,
     }
     if final_validation:
         extra["validation"] = final_validation

@@ -3,7 +3,7 @@
 A recipe names the data and split, the architecture and preset, the relaxation (method and
 hyperparameters from METHODS.md), loss weights, optimiser and schedule, epochs, seed and the
 registry entry it produces. Missing keys take the shared defaults below, completed by the
-dataset's training family (e.g. the Equiformer MD17 protocol for ``rmd17``).
+dataset's task (e.g. the Equiformer MD17 protocol for ``rmd17``, :mod:`zoo.tasks`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from zoo.resources import recipes_dir
+from zoo.tasks import get_task, list_datasets
 from zoo.train.recipe_schema import (
     ExportSection,
     OptimizerSection,
@@ -30,7 +31,7 @@ RECIPES_DIR = recipes_dir()
 
 # Sections whose defaults are shared by every dataset (their fields and defaults are the typed
 # sections of :mod:`zoo.train.recipe_schema`); ``data`` and ``loss`` come from the dataset's
-# training family, which may also override any other default (:mod:`zoo.train.family`).
+# task, which may also override any other default (:attr:`zoo.tasks.base.Task.defaults`).
 _SHARED_SECTIONS = {
     "relaxation": RelaxationSection, "optimizer": OptimizerSection,
     "schedule": ScheduleSection, "training": TrainingSection, "export": ExportSection,
@@ -38,15 +39,13 @@ _SHARED_SECTIONS = {
 
 
 def recipe_defaults(dataset: str) -> dict[str, Any]:
-    """The full defaults of a recipe on ``dataset``: shared sections plus the family's."""
-    from zoo.train.family import get_family
-
-    family = get_family(dataset)
+    """The full defaults of a recipe on ``dataset``: shared sections plus the task's."""
+    task = get_task(dataset)
     defaults: dict[str, Any] = {"name": None, "seed": 0}
     defaults.update({k: model().model_dump() for k, model in _SHARED_SECTIONS.items()})
-    defaults["data"] = family.data_model().model_dump()
-    defaults["loss"] = family.loss_model().model_dump()
-    return _merge(_merge(defaults, family.defaults), {"data": {"dataset": dataset}})
+    defaults["data"] = task.data_model().model_dump()
+    defaults["loss"] = task.loss_model().model_dump()
+    return _merge(_merge(defaults, task.defaults), {"data": {"dataset": dataset}})
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -68,16 +67,14 @@ def validate(recipe: dict[str, Any] | Recipe) -> Recipe:
         raise RecipeError(f"a recipe must be a mapping of sections, got {type(recipe).__name__}")
     data = recipe.get("data")
     dataset = data.get("dataset", "rmd17") if isinstance(data, dict) else "rmd17"
-    family = _family(dataset)
-    return Recipe.from_dict(recipe, family.data_model, family.loss_model)
+    task = _task(dataset)
+    return Recipe.from_dict(recipe, task.data_model, task.loss_model)
 
 
-def _family(dataset: Any):
-    from zoo.train.family import get_family, list_datasets
-
+def _task(dataset: Any):
     if not isinstance(dataset, str) or dataset not in list_datasets():
         raise RecipeError(f"data.dataset: must be one of {list_datasets()} (got {dataset!r})")
-    return get_family(dataset)
+    return get_task(dataset)
 
 
 def differing_keys(a: dict[str, Any] | Recipe, b: dict[str, Any] | Recipe,
@@ -154,7 +151,7 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     dataset = ((overrides or {}).get("data") or {}).get("dataset") or (
         (raw.get("data") or {}).get("dataset", "rmd17")
     )
-    _family(dataset)
+    _task(dataset)
     recipe = _merge(recipe_defaults(dataset), raw)
     if overrides:
         recipe = _merge(recipe, overrides)

@@ -3,8 +3,8 @@
 YAML 1.1 reads ``1e-3`` as a string and ``--set`` values arrive as strings: pydantic coerces such
 values to the declared type, and refuses what cannot be coerced (``lr: fast``, ``epochs: 2.7``),
 out-of-range values (``batch_size: 0``, a negative lr) and unknown keys (``schedul:``), naming the
-key. Sections also read like mappings (``recipe["training"]["epochs"]``) so that card templates can
-treat them as data; code uses attributes (``recipe.training.epochs``).
+key. Code uses attributes (``recipe.training.epochs``); sections also read like mappings
+(``recipe["training"]["epochs"]``), kept for users' scripts that read recipes that way.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ class ACEControllerSection(Section):
     form: Literal["equality", "resilient"] = "equality"
     rho: float = Field(1.0, gt=0.0)
     u_init: float = 0.0
+    # Augmented Lagrangian weight (ACEController): 0 is the published algorithm.
+    damping: float | Literal["critical"] = 0.0
 
 
 class RECMControllerSection(Section):
@@ -104,9 +106,15 @@ class RelaxationSection(Section):
     """Which relaxation method trains the model, its branches and regulariser."""
 
     method: Literal["none", "cr", "ace", "recm"] = "none"
-    form: Literal["linear", "mlp", "conv"] = "mlp"
+    form: Literal["linear", "mlp", "lowrank", "conv"] = "mlp"
     hidden_factor: int = Field(4, ge=1)
+    # Rank of ``lowrank`` branches (zoo.relax.relax caps it at each site's smaller dimension).
+    rank: int = Field(16, ge=1)
     lambda_reg: float = Field(0.01, ge=0.0)
+    # Cheaper estimates of the symmetry-violation term (zoo.relax.relax): on this many random
+    # rows per site (null: every row, exact), every k-th step times k (1: every step).
+    penalty_rows: int | None = Field(1024, ge=1)
+    penalty_every: int = Field(1, ge=1)
     # Typed by the method's own section (``_CONTROLLERS``) in :meth:`Recipe.from_dict`.
     controller: dict[str, Any] = Field(default_factory=dict)
 
@@ -159,7 +167,7 @@ class ExportSection(Section):
 
 
 class DataSection(Section):
-    """Base of every dataset's data section (each training family subclasses it)."""
+    """Base of every dataset's data section (each task subclasses it, :mod:`zoo.tasks`)."""
 
     dataset: str
 
@@ -175,7 +183,7 @@ class CappedSplitsData(DataSection):
 
 
 class LossSection(Section):
-    """Base of every dataset's loss section (each training family subclasses it)."""
+    """Base of every dataset's loss section (each task subclasses it, :mod:`zoo.tasks`)."""
 
     kind: str
 

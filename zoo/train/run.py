@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -26,29 +26,27 @@ from lightning.pytorch.loggers import CSVLogger
 
 from zoo import relax
 from zoo.hub.errors import ZooError
-from zoo.train.family import get_family
+from zoo.tasks import get_task
+from zoo.train.module import RelaxationCallback, TrainingModule
 from zoo.train.recipe import _merge, differing_keys, load_recipe, validate
 from zoo.train.recipe_schema import Recipe, RecipeError
-from zoo.train.task import RelaxationCallback
+
+if TYPE_CHECKING:
+    from zoo.tasks.base import Task
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def load_data(recipe: dict[str, Any], dtype: torch.dtype):
-    """Train / validation / test data of the recipe's split (from its dataset's family)."""
-    return get_family(recipe["data"]["dataset"]).load_data(recipe, dtype)
-
-
-def build_model(recipe: dict[str, Any], train_data: Any, init_from: Any):
-    """The (relaxed) model of a recipe: fresh (fitted to the training data where the family
-    needs it) or a published one (a name, folder or model object), cast to the recipe's dtype,
-    in training mode."""
-    model = get_family(recipe["data"]["dataset"]).build_model(recipe, train_data, init_from)
-    model = model.train().to(_DTYPES[recipe["training"]["dtype"]])
-    method = recipe["relaxation"]["method"]
-    if method != "none":
-        r = recipe["relaxation"]
-        relax.relax(model, method, form=r["form"], hidden_factor=r["hidden_factor"])
+def model_to_train(task: Task, recipe: Recipe, train_data: Any, init_from: Any):
+    """The model a run trains: the task's initial model (fresh, fitted to the training data where
+    the task needs it, or a published one: a name, folder or model object), cast to the recipe's
+    dtype, with relaxation branches attached where the recipe asks for them, in training mode."""
+    model = task.initial_model(recipe, train_data, init_from)
+    model = model.train().to(_DTYPES[recipe.training.dtype])
+    r = recipe.relaxation
+    if r.method != "none":
+        relax.relax(model, r.method, form=r.form, hidden_factor=r.hidden_factor, rank=r.rank,
+                    penalty_rows=r.penalty_rows, penalty_every=r.penalty_every)
     return model.train()
 
 
@@ -77,7 +75,7 @@ def train(
     epochs, devices
         Overrides of ``training.epochs`` and ``training.devices`` (DDP on CPU uses gloo).
     init_from
-        A published model (name or folder) to fine-tune; rMD17-family recipes also take a
+        A published model (name or folder) to fine-tune; rMD17 recipes also take a
         model object (left unchanged: a copy is trained). Its per-element reference energies
         are refit on the training data, and relaxation is re-enabled: a recipe with
         ``relaxation.method: none`` gets the method the model was trained with, or CR
@@ -122,6 +120,7 @@ def train(
             )
         parent = parent_record(init_from)  # a bad name fails here, before any run folder
     recipe = _with_relaxation(recipe, init_from, relaxation)
+    task = get_task(recipe.data.dataset)
     warn_short_schedule(recipe)
     run = Path(output or Path("runs") / recipe.name)
     checkpoint = run / "checkpoints" / "last.ckpt"
@@ -143,12 +142,11 @@ def train(
     # A private RNG stream: the run is reproducible from its seed and the caller's global
     # random state is left as it was.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(recipe["seed"]))
-        dtype = _DTYPES[recipe["training"]["dtype"]]
-        family = get_family(recipe["data"]["dataset"])
-        train_data, val_data, test_data = load_data(recipe, dtype)
-        model = build_model(recipe, train_data, init_from)
-        task = family.make_task(model, recipe, train_data, val_data)
+        torch.manual_seed(recipe.seed)
+        dtype = _DTYPES[recipe.training.dtype]
+        train_data, val_data, test_data = task.load_splits(recipe, dtype)
+        model = model_to_train(task, recipe, train_data, init_from)
+        module = TrainingModule(model, task, recipe, train_data, val_data)
         callbacks: list[L.Callback] = [
             # `last.ckpt` rewritten at every epoch end. (Lightning 2.6 writes `save_last`
             # only when a top-k checkpoint was saved in the same step, i.e. never with
@@ -157,27 +155,27 @@ def train(
                             every_n_epochs=1, save_on_train_epoch_end=True,
                             enable_version_counter=False),
         ]
-        keep_best = recipe["training"]["keep"] == "best"
+        keep_best = recipe.training.keep == "best"
         if keep_best:
             callbacks.append(ModelCheckpoint(
                 dirpath=run / "checkpoints", filename="best", save_top_k=1,
-                monitor=family.validation_curve, mode="max" if family.higher_is_better else "min",
+                monitor=task.validation_curve, mode="max" if task.higher_is_better else "min",
                 enable_version_counter=False,
             ))
-        method = recipe["relaxation"]["method"]
-        if method != "none":
-            controller = relax.make_controller(method, **recipe["relaxation"]["controller"])
+        if recipe.relaxation.method != "none":
+            controller = relax.make_controller(recipe.relaxation.method,
+                                               **recipe.relaxation.controller)
             callbacks.append(RelaxationCallback(controller))
-        n_devices = int(recipe["training"]["devices"])
+        n_devices = recipe.training.devices
         trainer = L.Trainer(
-            max_epochs=int(recipe["training"]["epochs"]),
+            max_epochs=recipe.training.epochs,
             accelerator="cpu" if not torch.cuda.is_available() else "auto",
             devices=n_devices,
             strategy="ddp" if n_devices > 1 else "auto",
             logger=CSVLogger(run, name="logs", version=""),
             callbacks=callbacks,
             inference_mode=False,  # forces are gradients: validation needs autograd
-            use_distributed_sampler=False,  # the task builds its own seeded samplers
+            use_distributed_sampler=False,  # the module builds its own seeded samplers
             enable_progress_bar=progress,
             enable_model_summary=False,
             num_sanity_val_steps=0,
@@ -187,7 +185,7 @@ def train(
         if resume and _is_rank_zero_process():
             _stash_metrics(run / "logs", _epochs_done(checkpoint))
         try:
-            trainer.fit(task, ckpt_path=str(checkpoint) if resume else None)
+            trainer.fit(module, ckpt_path=str(checkpoint) if resume else None)
         except SystemExit as stop:
             # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), ignoring SIGINT
             # from then on: restore both, keep the earlier metrics, and say how to continue.
@@ -207,12 +205,12 @@ def train(
             # This run's own checkpoint, read without unpickling arbitrary objects.
             best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu",
                               weights_only=True)
-            task.load_state_dict(best["state_dict"])
-            if task.ema is not None:
-                task.ema.load_state_dict(best["ema"])
+            module.load_state_dict(best["state_dict"])
+            if module.ema is not None:
+                module.ema.load_state_dict(best["ema"])
             best_epoch = int(best["epoch"])
-        if task.ema is not None:
-            task.ema.copy_to_model()  # the averaged weights are what was validated
+        if module.ema is not None:
+            module.ema.copy_to_model()  # the averaged weights are what was validated
     if export and trainer.is_global_zero:
         from zoo.train.export import export_run
 
@@ -220,17 +218,16 @@ def train(
         if relax.branches(model):
             # The relaxed model as trained (levels as the controller left them), for the card's
             # before/after-projection comparison.
-            relaxed_test = family.evaluate(
-                model.eval(), test_data, int(recipe["training"]["eval_batch_size"])
-            )
+            relaxed_test = task.evaluate(model.eval(), test_data,
+                                         recipe.training.eval_batch_size)
         relax.project(model)
         export_run(
-            model.eval(), recipe, run, test_data, relaxed_test=relaxed_test,
+            model.eval(), task, recipe, run, test_data, relaxed_test=relaxed_test,
             training_info={
                 "command": command,
                 # Over every segment of the run, interrupted ones included (from checkpoints).
-                "wall_time_s": round(task.wall_seconds(), 1),
-                "cpu_hours": round(task.cpu_seconds() / 3600.0, 3),
+                "wall_time_s": round(module.wall_seconds(), 1),
+                "cpu_hours": round(module.cpu_seconds() / 3600.0, 3),
                 "segments": _read_segments(run),
                 "hardware": _hardware(n_devices),
                 "init_from": None if parent is None else (

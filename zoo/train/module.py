@@ -1,9 +1,10 @@
-"""The Lightning modules of training, and the relaxation callback.
+"""The one Lightning module of training (every task), and the relaxation callback.
 
 The relaxation plugs into Lightning as a callback that drives the level controller, while the
-module adds the CR regulariser to the loss and validates the *projected* model (levels at zero,
-which is exactly the projected function) every epoch. :class:`RelaxedTask` holds what every
-dataset shares; each dataset's family subclasses it with its loss and metrics.
+module adds the CR regulariser to the task's loss and validates the *projected* model (levels at
+zero, which is exactly the projected function) every epoch. What differs between benchmarks (the
+loss and validation metrics of a batch) is the task's (:class:`zoo.tasks.base.Task`). This module
+and :mod:`zoo.train.run` (the Trainer) are the only ones that import Lightning.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -21,10 +22,12 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from zoo import relax
-from zoo.symmetry import sample_rotations
+from zoo.tasks.base import RootMeanSquare
 from zoo.train.ema import WeightEMA
-from zoo.train.molecules import rotate_batch
-from zoo.units import EV_TO_MEV
+
+if TYPE_CHECKING:
+    from zoo.tasks.base import Task
+    from zoo.train.recipe_schema import Recipe
 
 
 @contextlib.contextmanager
@@ -39,31 +42,34 @@ def projected_levels(model: torch.nn.Module):
             branch.level = level
 
 
-class RelaxedTask(L.LightningModule):
-    """Shared training of a zoo model with optional relaxation (subclassed per dataset).
+class TrainingModule(L.LightningModule):
+    """Training of a zoo model on a task, with optional relaxation.
 
-    The subclass defines :meth:`task_loss` (the loss and what to log on a training batch) and
-    :meth:`validation_metrics`; this class adds the CR regulariser to the loss, validates the
-    *projected* model (every level at 0), builds seeded loaders that make DDP reproduce a
-    single-process run, and configures the optimiser and schedule from the recipe.
+    The task gives the loss of a training batch and the metrics of a validation batch; this
+    module adds the CR regulariser to the loss, validates the *projected* model (every level at
+    0), builds seeded loaders that make DDP reproduce a single-process run, and configures the
+    optimiser and schedule from the recipe.
 
     Parameters
     ----------
     model
         A zoo model (relaxed or not).
+    task
+        The recipe's task (:func:`zoo.tasks.get_task`).
     recipe
-        The merged recipe (:func:`zoo.train.recipe.load_recipe`).
+        The typed recipe (:func:`zoo.train.recipe.load_recipe`).
     train_data, val_data
         Sequences of samples: PyG ``Data`` graphs or tuples of tensors.
     """
 
-    def __init__(self, model, recipe: dict[str, Any], train_data, val_data):
+    def __init__(self, model, task: Task, recipe: Recipe, train_data, val_data):
         super().__init__()
         self.model = model
+        self.task = task
         self.recipe = recipe
         self.train_data, self.val_data = train_data, val_data
-        self.lambda_reg = float(recipe["relaxation"].get("lambda_reg", 0.0))
-        decay = float(recipe["training"].get("ema_decay", 0.0) or 0.0)
+        self.lambda_reg = recipe.relaxation.lambda_reg
+        decay = recipe.training.ema_decay
         levels = {id(p) for p in relax.level_parameters(model)}
         # The EMA averages what the optimiser trains; levels belong to the controller.
         self.ema = WeightEMA(
@@ -71,18 +77,11 @@ class RelaxedTask(L.LightningModule):
             decay,
         ) if decay > 0 else None
         self._ema_stack = contextlib.ExitStack()
+        # Epoch-level validation metrics (RootMeanSquare): [sum of squares, count] each.
+        self._root_mean_squares: dict[str, list[torch.Tensor]] = {}
         # CPU and wall seconds spent in earlier (resumed-from) segments of the run.
         self._cpu_offset, self._wall_offset = 0.0, 0.0
         self._cpu_start, self._wall_start = time.process_time(), time.time()
-
-    # --- what each dataset defines ---------------------------------------------------------
-    def task_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The task loss of a (training) batch and the metrics to log, ``train/``-prefixed."""
-        raise NotImplementedError
-
-    def validation_metrics(self, batch) -> dict[str, torch.Tensor]:
-        """Metrics of the projected model on a validation batch, ``val/``-prefixed."""
-        raise NotImplementedError
 
     @staticmethod
     def batch_size_of(batch) -> int:
@@ -100,7 +99,7 @@ class RelaxedTask(L.LightningModule):
             num_replicas=self.trainer.world_size,
             rank=self.trainer.global_rank,
             shuffle=shuffle,
-            seed=int(self.recipe["seed"]),
+            seed=self.recipe.seed,
             drop_last=False,
         )
         if len(data) and isinstance(data[0], Data):
@@ -108,17 +107,16 @@ class RelaxedTask(L.LightningModule):
         return TorchDataLoader(data, batch_size=batch_size, sampler=sampler)
 
     def train_dataloader(self):
-        per_device = int(self.recipe["training"]["batch_size"]) // self.trainer.world_size
+        per_device = self.recipe.training.batch_size // self.trainer.world_size
         return self._loader(self.train_data, max(per_device, 1), shuffle=True)
 
     def val_dataloader(self):
-        return self._loader(
-            self.val_data, int(self.recipe["training"]["eval_batch_size"]), shuffle=False
-        )
+        return self._loader(self.val_data, self.recipe.training.eval_batch_size, shuffle=False)
 
     # --- steps -----------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        task_loss, logs = self.task_loss(batch)
+        task_loss, logs = self.task.training_loss(self.model, batch, self.recipe,
+                                                  self.current_epoch)
         penalty = relax.relaxation_penalty(self.model)
         loss = task_loss + self.lambda_reg * penalty["total"]
         n = self.batch_size_of(batch)
@@ -159,8 +157,13 @@ class RelaxedTask(L.LightningModule):
         # Validation (and model selection) sees the averaged weights, which are exported.
         if self.ema is not None:
             self._ema_stack.enter_context(self.ema.applied())
+        self._root_mean_squares = {}
 
     def on_validation_epoch_end(self) -> None:
+        for name, (squared, count) in self._root_mean_squares.items():
+            squared = self.trainer.strategy.reduce(squared, reduce_op="sum")
+            count = self.trainer.strategy.reduce(count, reduce_op="sum")
+            self.log(name, (squared / count.clamp_min(1)).sqrt().float(), prog_bar=True)
         self._ema_stack.close()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -178,7 +181,14 @@ class RelaxedTask(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         with projected_levels(self.model):
-            metrics = self.validation_metrics(batch)
+            metrics = self.task.validation_metrics(self.model, batch)
+        for name in [k for k, v in metrics.items() if isinstance(v, RootMeanSquare)]:
+            value = metrics.pop(name)
+            total = self._root_mean_squares.setdefault(
+                name, [torch.zeros((), dtype=torch.float64, device=self.device),
+                       torch.zeros((), dtype=torch.float64, device=self.device)])
+            total[0] += value.squared_sum
+            total[1] += value.count
         self.log_dict(
             {k: v.detach().float() for k, v in metrics.items()},
             on_step=False, on_epoch=True, sync_dist=True, batch_size=self.batch_size_of(batch),
@@ -189,29 +199,26 @@ class RelaxedTask(L.LightningModule):
     def configure_optimizers(self):
         levels = {id(p) for p in relax.level_parameters(self.model)}
         params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in levels]
-        opt_cfg, sched_cfg = self.recipe["optimizer"], self.recipe["schedule"]
-        amsgrad = bool(opt_cfg.get("amsgrad", False))
-        if opt_cfg["name"] == "adamw":
+        o, sc = self.recipe.optimizer, self.recipe.schedule
+        if o.name == "adamw":
             optimizer = torch.optim.AdamW(
-                params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"], amsgrad=amsgrad
+                params, lr=o.lr, weight_decay=o.weight_decay, amsgrad=o.amsgrad
             )
-        elif opt_cfg["name"] == "adam":
+        elif o.name == "adam":
             # Adam's L2 weight decay (the Vector Neurons and EGNN reference code use it).
             optimizer = torch.optim.Adam(
-                params, lr=opt_cfg["lr"], weight_decay=opt_cfg.get("weight_decay", 0.0),
-                amsgrad=amsgrad,
+                params, lr=o.lr, weight_decay=o.weight_decay, amsgrad=o.amsgrad
             )
-        elif opt_cfg["name"] == "sgd":
+        elif o.name == "sgd":
             optimizer = torch.optim.SGD(
-                params, lr=opt_cfg["lr"], momentum=opt_cfg.get("momentum", 0.9),
-                weight_decay=opt_cfg.get("weight_decay", 0.0),
+                params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
             )
         else:
-            raise ValueError(f"optimizer {opt_cfg['name']!r} is not supported (adamw, adam, sgd)")
-        epochs = int(self.recipe["training"]["epochs"])
-        warmup = int(sched_cfg.get("warmup_epochs", 0))
-        floor = float(sched_cfg.get("min_lr_ratio", 0.0))
-        name = sched_cfg["name"]
+            raise ValueError(f"optimizer {o.name!r} is not supported (adamw, adam, sgd)")
+        epochs = self.recipe.training.epochs
+        warmup = sc.warmup_epochs
+        floor = sc.min_lr_ratio
+        name = sc.name
         if name not in ("cosine", "constant", "step", "plateau"):
             raise ValueError(
                 f"schedule {name!r} is not supported (cosine, constant, step, plateau)"
@@ -219,16 +226,12 @@ class RelaxedTask(L.LightningModule):
         if name == "plateau":
             # MACE's schedule: independent of the total epochs, so a run can be extended
             # across sessions without changing what its earlier epochs did.
-            from zoo.train.family import get_family
-
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=float(sched_cfg.get("factor", 0.8)),
-                patience=int(sched_cfg.get("patience", 5)),
-                min_lr=float(opt_cfg["lr"]) * floor,
+                optimizer, mode="min", factor=sc.factor, patience=sc.patience,
+                min_lr=o.lr * floor,
             )
-            monitor = get_family(self.recipe["data"]["dataset"]).validation_curve
             return {"optimizer": optimizer, "lr_scheduler": {
-                "scheduler": plateau, "interval": "epoch", "monitor": monitor}}
+                "scheduler": plateau, "interval": "epoch", "monitor": self.task.validation_curve}}
 
         def factor(epoch: int) -> float:
             if epoch < warmup:
@@ -236,67 +239,14 @@ class RelaxedTask(L.LightningModule):
             if name == "constant":
                 return 1.0
             if name == "step":  # StepLR(step_size, gamma), as the Vector Neurons reference
-                steps = (epoch - warmup) // int(sched_cfg["step_size"])
-                return float(sched_cfg["gamma"]) ** steps
+                steps = (epoch - warmup) // sc.step_size
+                return sc.gamma ** steps
             progress = (epoch - warmup) / max(epochs - warmup, 1)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
                                                          "interval": "epoch"}}
-
-
-class EnergyForceTask(RelaxedTask):
-    """Energy/force regression (rMD17): weighted L1 or MSE of energies and forces.
-
-    Parameters
-    ----------
-    model
-        A zoo model returning ``{"energy", "forces"}`` (relaxed or not).
-    recipe
-        The merged recipe (:func:`zoo.train.recipe.load_recipe`).
-    train_graphs, val_graphs
-        PyG graphs with ``energy``, ``forces`` and ``sample`` attributes.
-    """
-
-    def _errors(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.model(batch)
-        energy_error = out["energy"] - batch.energy
-        forces_error = out["forces"] - batch.forces
-        return energy_error, forces_error, out
-
-    def task_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self.recipe["training"]["augment_rotations"]:
-            rotations = sample_rotations(
-                batch.sample, self.current_epoch, int(self.recipe["seed"]), batch.pos.dtype
-            )
-            batch = rotate_batch(batch, rotations)
-        energy_error, forces_error, _ = self._errors(batch)
-        loss_cfg = self.recipe["loss"]
-        if loss_cfg["kind"] == "l1":
-            energy_loss, forces_loss = energy_error.abs().mean(), forces_error.abs().mean()
-        elif loss_cfg["kind"] == "huber":
-            delta = float(loss_cfg.get("huber_delta", 0.01))
-            zeros_e, zeros_f = torch.zeros_like(energy_error), torch.zeros_like(forces_error)
-            energy_loss = torch.nn.functional.huber_loss(energy_error, zeros_e, delta=delta)
-            forces_loss = torch.nn.functional.huber_loss(forces_error, zeros_f, delta=delta)
-        else:
-            energy_loss, forces_loss = energy_error.pow(2).mean(), forces_error.pow(2).mean()
-        task_loss = (
-            loss_cfg["energy_weight"] * energy_loss.to(forces_loss.dtype)
-            + loss_cfg["forces_weight"] * forces_loss
-        )
-        return task_loss, {
-            "train/energy_mae_mev": energy_error.abs().mean() * EV_TO_MEV,
-            "train/forces_mae_mev": forces_error.abs().mean() * EV_TO_MEV,
-        }
-
-    def validation_metrics(self, batch) -> dict[str, torch.Tensor]:
-        energy_error, forces_error, _ = self._errors(batch)
-        return {
-            "val/energy_mae_mev": energy_error.detach().abs().mean().float() * EV_TO_MEV,
-            "val/forces_mae_mev": forces_error.detach().abs().mean().float() * EV_TO_MEV,
-        }
 
 
 class RelaxationCallback(L.Callback):

@@ -1,4 +1,7 @@
-"""Download the full revised MD17 archive and convert it to extended XYZ.
+"""rMD17 only: download the full revised MD17 archive and convert it to extended XYZ.
+
+The download helpers every dataset shares (digests, mirrors, atomic copies) are in
+:mod:`zoo.data.fetch`.
 
 The archive ``rmd17.tar.bz2`` (1,066,301,513 bytes, CC0) is published on figshare, doi
 10.6084/m9.figshare.12672038 (v3, file id 23950376), and mirrored on the Materials Cloud
