@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "training" / "recipes" / "smoke.yaml")
 EPOCHS = 2  # enough for the CR triangle to go 0 -> peak, a warm-up and a cosine epoch
 PER_EPOCH = ("train/loss", "train/task_loss", "train/reg_norm", "train/reg_lie", "level/0",
-             "val/forces_mae_mev", "val/energy_mae_mev")
+             "branch/0", "val/forces_mae_mev", "val/energy_mae_mev")
 
 # Run as a script (not `python -c`): Lightning's DDP launcher starts rank 1 by running the same
 # file again, and a killed run must be a real process dying, not an exception.
@@ -160,6 +160,13 @@ def test_smoke_run_exports_a_verified_model(smoke_run):
     assert metrics["train/reg_norm"][0][1] == 0.0  # level 0: the branches are off
     assert metrics["train/reg_norm"][-1][1] > 0.0  # relaxed: the regulariser is active
     assert config["relaxation"]["training"]["final_levels"]["level/0"] == pytest.approx(levels[-1])
+    # Per-layer diagnostics: the branch's share of its layer's output follows the level (none at
+    # level 0), and each layer's symmetry-violation term is logged where it was computed.
+    sites = sorted(k for k in metrics if k.startswith("branch/"))
+    assert sites and sites == sorted(k.replace("lie/", "branch/") for k in metrics
+                                     if k.startswith("lie/"))
+    assert metrics["branch/0"][0][1] == 0.0 and metrics["branch/0"][-1][1] > 0.0
+    assert metrics["lie/0"][-1][0] == EPOCHS - 1 and metrics["lie/0"][-1][1] > 0.0
 
 
 @pytest.mark.data

@@ -115,6 +115,11 @@ class Task:
         """The loss of a training batch in ``epoch`` and what to log (``train/``-prefixed)."""
         raise NotImplementedError
 
+    def model_inputs(self, batch: Any) -> Any:
+        """What the model's forward takes from a training or validation batch (default: the
+        batch itself, e.g. a PyG ``Batch``); diagnostics run the model on it."""
+        return batch
+
     def validation_metrics(self, model, batch: Any) -> dict[str, torch.Tensor | RootMeanSquare]:
         """Metrics of ``model`` (the projected one) on a validation batch, ``val/``-prefixed:
         tensors are averaged over the epoch's batches, :class:`RootMeanSquare` values summed."""

@@ -40,7 +40,9 @@ def plot_training(metrics: dict[str, list[tuple[int, float]]], path: Path, title
     import matplotlib.pyplot as plt
 
     levels = sorted(k for k in metrics if k.startswith("level/"))
-    fig, axes = plt.subplots(1, 3 if levels else 2, figsize=(15 if levels else 10, 4))
+    branches = sorted(k for k in metrics if k.startswith(("branch/", "lie/")))
+    panels = 2 + bool(levels) + bool(branches)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
     for key in ("train/loss", "train/task_loss"):
         if key in metrics:
             axes[0].plot(*zip(*metrics[key], strict=True), label=key)
@@ -55,6 +57,16 @@ def plot_training(metrics: dict[str, list[tuple[int, float]]], path: Path, title
             axes[2].plot(*zip(*metrics[key], strict=True), label=f"layer {key.split('/')[1]}")
         axes[2].set(xlabel="epoch", ylabel="level s", title="relaxation level per layer")
         axes[2].legend(fontsize="small")
+    if branches:
+        ax = axes[-1]
+        for key in branches:
+            kind, site = key.split("/")
+            style = "-" if kind == "branch" else ":"
+            values = [(e, max(v, 1e-12)) for e, v in metrics[key]]  # log axis: zeros at the floor
+            ax.plot(*zip(*values, strict=True), style, color=f"C{int(site) % 10}",
+                    label=f"{'||s g|| / ||f_e||' if kind == 'branch' else 'Lie term'} {site}")
+        ax.set(xlabel="epoch", yscale="log", title="branch size and symmetry violation per layer")
+        ax.legend(fontsize="x-small", ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -134,7 +134,17 @@ class TrainingModule(L.LightningModule):
         )
         self.log("loss", loss.detach().float(), prog_bar=True, on_step=True, on_epoch=False,
                  batch_size=n)
+        self._log_branch_terms(n)
         return loss
+
+    def _log_branch_terms(self, batch_size: int) -> None:
+        """Each branch's symmetry-violation term of this step as ``lie/<site>`` (epoch mean over
+        the steps that computed it: with ``penalty_every = k`` every k-th step)."""
+        for i, branch in enumerate(relax.branches(self.model)):
+            terms = branch.last_penalty
+            if terms is not None:
+                self.log(f"lie/{i}", terms["lie"].detach().float(), on_step=False, on_epoch=True,
+                         sync_dist=True, batch_size=batch_size)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.ema is not None:
@@ -180,6 +190,8 @@ class TrainingModule(L.LightningModule):
         self._cpu_start, self._wall_start = time.process_time(), time.time()
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        if batch_idx == 0 and relax.branches(self.model):
+            self._log_branch_contributions(batch)
         with projected_levels(self.model):
             metrics = self.task.validation_metrics(self.model, batch)
         for name in [k for k, v in metrics.items() if isinstance(v, RootMeanSquare)]:
@@ -194,6 +206,15 @@ class TrainingModule(L.LightningModule):
             on_step=False, on_epoch=True, sync_dist=True, batch_size=self.batch_size_of(batch),
             prog_bar=True,
         )
+
+    def _log_branch_contributions(self, batch) -> None:
+        """``branch/<site>``: ``||s g(x)|| / ||f_e(x)||`` of every site on the first validation
+        batch, at the levels training left (not projected): how far each relaxed layer is from
+        its equivariant base, per epoch (issue: why do the branches stay tiny?)."""
+        contributions = relax.branch_contributions(self.model, self.task.model_inputs(batch))
+        for i, values in enumerate(contributions.values()):
+            self.log(f"branch/{i}", float(values["relative"]), on_step=False, on_epoch=True,
+                     batch_size=1)
 
     # --- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self):

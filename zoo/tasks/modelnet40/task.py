@@ -118,6 +118,9 @@ class ModelNet40Task(Task):
         accuracy = (logits.detach().argmax(-1) == labels).float().mean()
         return loss, {"train/accuracy": accuracy}
 
+    def model_inputs(self, batch):
+        return batch[0]  # (clouds, labels, index)
+
     def validation_metrics(self, model, batch):
         clouds, labels, _ = batch
         logits = model(clouds)["logits"]

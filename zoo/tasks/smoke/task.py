@@ -128,6 +128,9 @@ class SmokeRotationTask(Task):
             logs["train/weight_constraint"] = value.detach()
         return loss, logs
 
+    def model_inputs(self, batch):
+        return batch[0]  # (input window, target frames, index): one step's input
+
     def validation_metrics(self, model, batch):
         inputs, targets, _ = batch
         error = (model.rollout(inputs, targets.shape[1]) - targets).detach()
