@@ -399,6 +399,9 @@ def test_an_architecture_without_weights_says_so_and_how_to_train_it():
     assert "zoo train vn-pointnet-modelnet40.standard" in message
     assert "zoo.create_model('vn-pointnet')" in message
     assert "equiformer-md17-aspirin.standard" in message  # lists what is published
+    # Recipes are found by the architecture they train, not by their file names.
+    with pytest.raises(UnknownModelError, match="zoo train rsteer-smoke-rotation.equiv"):
+        get_pretrained("smoke-equiv")
     # A near-miss name is still an unknown model with suggestions, not an architecture.
     with pytest.raises(UnknownModelError, match="unknown model 'vn-pointnt'"):
         get_pretrained("vn-pointnt")

@@ -27,13 +27,13 @@ def unused_frames(config: dict) -> tuple[list, str]:
     """Frames of the molecule's train file outside the model's train and validation splits."""
     from zoo.data import read_frames
     from zoo.data.paths import data_root
+    from zoo.data.rmd17 import split_indices
 
     data = config["data"]
     source = data_root() / "rmd17" / data["molecule"] / "train.xyz"
     frames = read_frames(source, labels="require")
     used = data["n_train"] + data["n_val"]
-    perm = np.random.default_rng(data["split_seed"]).permutation(len(frames))  # load_rmd17's
-    chosen = np.sort(perm[used:])
+    *_, chosen = split_indices(len(frames), data["split_seed"], data["n_train"], data["n_val"])
     if not len(chosen):
         return [], (f"all {len(frames)} frames of `{source.name}` are in the training or "
                     "validation split, and the data folder holds no other frames of the molecule")

@@ -397,16 +397,24 @@ def load_rmd17(
             raise ValueError(
                 f"n_train + n_val = {n_train + n_val} exceeds the {len(frames)} frames of {source}"
             )
-        perm = np.random.default_rng(seed).permutation(len(frames))
-        if split == "train":
-            indices = perm[:n_train]
-        elif split == "val":
-            indices = perm[n_train : n_train + n_val]
-        else:
-            indices = np.sort(perm[n_train + n_val :])
+        train, val, rest = split_indices(len(frames), seed, n_train, n_val)
+        indices = {"train": train, "val": val}.get(split, rest)
     if max_frames is not None:
         indices = indices[:max_frames]
     return datasets.Dataset.from_dict(_frames_to_columns(frames, indices), features=FEATURES)
+
+
+def split_indices(
+    n_frames: int, seed: int, n_train: int, n_val: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame indices of the train, val and remaining frames of a frame file.
+
+    The first ``n_train`` and the next ``n_val`` frames of a seeded permutation
+    (``numpy.random.default_rng(seed)``); the rest (sorted) is what neither split uses: the test
+    split of a full archive, or frames to check a model on that its selection never saw.
+    """
+    perm = np.random.default_rng(seed).permutation(n_frames)
+    return perm[:n_train], perm[n_train : n_train + n_val], np.sort(perm[n_train + n_val :])
 
 
 def _check_dtype(dtype: torch.dtype) -> None:

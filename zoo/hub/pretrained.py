@@ -256,11 +256,18 @@ def get_pretrained(name: str) -> PretrainedEntry:
 
 
 def _recipes_for(architecture: str) -> list[str]:
-    """Names of the bundled recipes that train ``architecture`` (read from the file names)."""
-    folder = recipes_dir()
-    if not folder.is_dir():
-        return []
-    names = sorted(p.stem for p in folder.glob(f"{architecture}-*.yaml"))
+    """Names of the bundled recipes whose ``model.architecture`` is ``architecture`` (an error
+    path only: reading a few small YAML files is fine here)."""
+    import yaml
+
+    names = []
+    for path in sorted(recipes_dir().glob("*.yaml")):
+        try:
+            model = (yaml.safe_load(path.read_text()) or {}).get("model") or {}
+        except (OSError, yaml.YAMLError):
+            continue  # a broken recipe is reported where it is used, not in this hint
+        if isinstance(model, dict) and model.get("architecture") == architecture:
+            names.append(path.stem)
     return sorted(names, key=lambda n: not n.endswith(".standard"))  # the plain recipe first
 
 

@@ -122,17 +122,6 @@ def branch_text(relaxation: Any) -> str:
     return text
 
 
-def loss_text(recipe: Recipe) -> str:
-    """The loss section in words: its kind, then its weights and parameters
-    (``"l1, energy weight 1.0, forces weight 80.0"``)."""
-    fields = recipe.loss.model_dump()
-    kind = fields.pop("kind", None)
-    if kind != "huber":
-        fields.pop("huber_delta", None)  # only the Huber loss reads it
-    return ", ".join([str(kind)] * (kind is not None)
-                     + [f"{key.replace('_', ' ')} {value}" for key, value in fields.items()])
-
-
 def cost_text(info: dict[str, Any]) -> str:
     """Wall time and CPU-hours over every segment of the run."""
     text = f"wall time {info['wall_time_s'] / 60:.1f} min"
@@ -175,7 +164,7 @@ def training_section(recipe: Recipe, info: dict[str, Any], levels: dict[str, flo
 {selected}
 - Relaxation: {relax_text}; levels at the end of training (before projection): {level_text}.
   Validation metrics are measured on the projected model every epoch.
-- Loss: {loss_text(recipe)}; {optimizer_text(recipe)}, weight decay
+- Loss: {recipe.loss.describe()}; {optimizer_text(recipe)}, weight decay
   {o.weight_decay}; batch {t.batch_size}; {info['epochs']} epochs; random rotation per sample and
   epoch: {t.augment_rotations}.
 - Seed {info['seed']}; {cost_text(info)}; hardware: {info['hardware']}.

@@ -69,6 +69,9 @@ class TrainingModule(L.LightningModule):
         self.recipe = recipe
         self.train_data, self.val_data = train_data, val_data
         self.lambda_reg = recipe.relaxation.lambda_reg
+        # The branches stay attached for the whole fit (projection comes after it): looked up
+        # once here, not on every step. A plain list, so not registered as submodules again.
+        self.relaxed_branches = relax.branches(model)
         decay = recipe.training.ema_decay
         levels = {id(p) for p in relax.level_parameters(model)}
         # The EMA averages what the optimiser trains; levels belong to the controller.
@@ -140,7 +143,7 @@ class TrainingModule(L.LightningModule):
     def _log_branch_terms(self, batch_size: int) -> None:
         """Each branch's symmetry-violation term of this step as ``lie/<site>`` (epoch mean over
         the steps that computed it: with ``penalty_every = k`` every k-th step)."""
-        for i, branch in enumerate(relax.branches(self.model)):
+        for i, branch in enumerate(self.relaxed_branches):
             terms = branch.last_penalty
             if terms is not None:
                 self.log(f"lie/{i}", terms["lie"].detach().float(), on_step=False, on_epoch=True,
@@ -190,7 +193,7 @@ class TrainingModule(L.LightningModule):
         self._cpu_start, self._wall_start = time.process_time(), time.time()
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        if batch_idx == 0 and relax.branches(self.model):
+        if batch_idx == 0 and self.relaxed_branches:
             self._log_branch_contributions(batch)
         with projected_levels(self.model):
             metrics = self.task.validation_metrics(self.model, batch)

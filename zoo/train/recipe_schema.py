@@ -187,6 +187,17 @@ class LossSection(Section):
 
     kind: str
 
+    def describe(self) -> str:
+        """The loss in words for a card: its kind, then its other fields
+        (``"l1, energy weight 1.0, forces weight 80.0"``)."""
+        fields = self.described_fields()
+        kind = fields.pop("kind")
+        return ", ".join([str(kind)] + [f"{k.replace('_', ' ')} {v}" for k, v in fields.items()])
+
+    def described_fields(self) -> dict[str, Any]:
+        """The fields :meth:`describe` names (default: all of them)."""
+        return self.model_dump()
+
 
 class Recipe(Section):
     """A complete, validated training recipe.

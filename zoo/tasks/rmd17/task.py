@@ -67,6 +67,12 @@ class EnergyForceLoss(LossSection):
     forces_weight: float = Field(80.0, ge=0.0)
     huber_delta: float = Field(0.01, gt=0.0)
 
+    def described_fields(self) -> dict[str, Any]:
+        fields = super().described_fields()
+        if self.kind != "huber":
+            fields.pop("huber_delta")  # only the Huber loss reads it
+        return fields
+
 
 def rows_to_data(dataset: Any, dtype: torch.dtype) -> list[Data]:
     """PyG graphs from rMD17 rows; ``energy`` stays float64 (totals of ~1e4 eV), and every graph
