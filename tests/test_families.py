@@ -128,8 +128,9 @@ def modelnet_recipe(method: str) -> dict:
                        "hidden_factor": 4, "lambda_reg": 0.01, "controller": {}},
         # The tiny preset's running statistics stay frozen (mean 0, variance 1), so its eval
         # predictions do not depend on the batching; one evaluation batch is simply fastest.
+        # The CR run trains on aligned clouds (I/SO(3)), the standard one on rotated clouds.
         "training": {**defaults["training"], "epochs": 2, "batch_size": 16,
-                     "eval_batch_size": 32},
+                     "eval_batch_size": 32, "augment_rotations": method == "standard"},
     }
 
 
@@ -153,6 +154,10 @@ def test_modelnet40_runs_export_verify_and_compare(modelnet_runs, tmp_path):
     assert (modelnet_runs[1] / "export" / "confusion_matrix.png").exists()
     card = (modelnet_runs[1] / "export" / "README.md").read_text()
     assert "confusion_matrix.png" in card and "Before projection" in card
+    assert "**this model**, I/SO(3)" in card and "un-rotated (aligned, z up" in card
+    standard_card = (modelnet_runs[0] / "export" / "README.md").read_text()
+    assert "**this model**, SO(3)/SO(3)" in standard_card
+    assert "changes nothing but rounding" in standard_card
     model = zoo.load(str(modelnet_runs[1] / "export"))
     result = verify(model)
     assert result["metrics_match"], result

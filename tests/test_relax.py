@@ -373,6 +373,29 @@ def test_branch_starts_at_zero_and_rejects_unknown_form() -> None:
         RelaxedBranch(IrrepsRep("1x1o"), IrrepsRep("1x1o"), form="conv")
 
 
+def test_branch_init_scale_scales_the_default_init_and_draws_nothing_extra() -> None:
+    """``init_scale`` multiplies PyTorch's default output layer (the paper's x0.01), drawing the
+    same random numbers as a zero-initialised branch, so the rest of a run is unchanged."""
+    x = random_inputs(4, 9, 0).float()
+    reps = (IrrepsRep("1x0e+1x1o+1x2e"), IrrepsRep("1x1o"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        zero = RelaxedBranch(*reps, form="mlp")
+        after_zero = torch.rand(())
+        torch.manual_seed(3)
+        scaled = RelaxedBranch(*reps, form="mlp", init_scale=0.01)
+        after_scaled = torch.rand(())
+        torch.manual_seed(3)
+        default = torch.nn.Linear(9, 36), torch.nn.Linear(36, 3)
+    assert after_zero == after_scaled
+    torch.testing.assert_close(scaled.layers[0].weight, zero.layers[0].weight)
+    torch.testing.assert_close(scaled.layers[-1].weight, 0.01 * default[1].weight)
+    output = scaled(x)
+    assert 0 < float(output.abs().max()) < 0.1
+    with pytest.raises(ValueError, match="init_scale"):
+        RelaxedBranch(*reps, init_scale=-1.0)
+
+
 # --- relax / relaxation_penalty / project on registered architectures ----------------------
 
 

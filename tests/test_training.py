@@ -433,3 +433,40 @@ def test_recipe_branch_options_reach_the_branches_and_the_published_config(tmp_p
     again = zoo.load(str(tmp_path / "m"), relaxed=True)
     assert [(b.form, b.rank, b.penalty_rows, b.penalty_every) for b in relax.branches(again)] \
         == [("lowrank", 3, 64, 4)] * len(branches)
+
+
+@pytest.mark.data
+def test_plateau_run_takes_a_final_annealing_stage_on_resume(tmp_path):
+    # An open-ended plateau run is extended across sessions; its last stage (a cosine down to
+    # lr * min_lr_ratio) is declared when resuming, and may not start before the next epoch.
+    plateau = {"relaxation": {"method": "none"},
+               "schedule": {"name": "plateau", "min_lr_ratio": 0.01}}
+    run = tmp_path / "plateau"
+    train(SMOKE, run, epochs=1, export=False, progress=False, overrides=plateau)
+    lr = load_recipe(SMOKE).optimizer.lr
+    assert _ckpt(run)["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr)
+
+    too_early = {**plateau, "schedule": {**plateau["schedule"], "anneal_start": 0}}
+    with pytest.raises(RunFolderError, match=r"anneal_start.*before the next epoch \(1\)"):
+        train(SMOKE, run, epochs=3, resume=True, export=False, progress=False,
+              overrides=too_early)
+
+    anneal = {**plateau, "schedule": {**plateau["schedule"], "anneal_start": 1,
+                                      "anneal_epochs": 2}}
+    train(SMOKE, run, epochs=3, resume=True, export=True, progress=False, overrides=anneal)
+    group = _ckpt(run)["optimizer_states"][0]["param_groups"][0]
+    final = lr * 0.01
+    assert group["anneal_initial_lr"] == pytest.approx(lr)  # where the plateau had got to
+    # The checkpoint holds the rate epoch 2 trained at: half-way down the two-epoch cosine.
+    assert group["lr"] == pytest.approx(final + (lr - final) * 0.5)
+    assert "then from epoch 1 a cosine decay to" in (run / "export" / "README.md").read_text()
+
+    # Once started, the stage cannot be moved.
+    moved = {**plateau, "schedule": {**plateau["schedule"], "anneal_start": 3}}
+    with pytest.raises(RunFolderError, match="started at epoch 1"):
+        train(SMOKE, run, epochs=4, resume=True, export=False, progress=False, overrides=moved)
+
+
+def test_anneal_is_refused_outside_the_plateau_schedule():
+    with pytest.raises(RecipeError, match="anneal_start applies to the plateau schedule"):
+        load_recipe(SMOKE, {"schedule": {"name": "cosine", "anneal_start": 3}})

@@ -53,7 +53,7 @@ _RESERVED_KEYS = frozenset(
 #: and ``"training"`` / ``"notes"`` for everything that only describes training.
 RELAXATION_KEYS = frozenset(
     {"method", "form", "hidden_factor", "rank", "level", "regularize", "penalty_rows",
-     "penalty_every", "training", "notes"}
+     "penalty_every", "init_scale", "training", "notes"}
 )
 
 

@@ -69,6 +69,7 @@ def relax(
     regularize: bool = True,
     penalty_rows: int | None = PENALTY_ROWS,
     penalty_every: int = PENALTY_EVERY,
+    init_scale: float = 0.0,
     fuse: bool = True,
     **recipe: Any,
 ) -> nn.Module:
@@ -99,6 +100,9 @@ def relax(
     penalty_every
         Compute the violation term every ``k``-th training step only, times ``k`` (``1``:
         every step). See :class:`~zoo.relax.branch.RelaxedBranch` for both estimates.
+    init_scale
+        The branches' output layers start at PyTorch's default initialisation times this
+        factor (``0``: at zero, so the relaxed model computes the same function as before).
     fuse
         Let sites that support it fold a ``conv`` branch into their own convolution
         (:func:`~zoo.relax.branch.fold_branch`): the same function and gradients, to rounding,
@@ -110,7 +114,8 @@ def relax(
     Returns
     -------
     torch.nn.Module
-        The same model. It computes exactly the same function as before: branches start at zero.
+        The same model. With ``init_scale = 0`` (the default) it computes exactly the same
+        function as before: branches start at zero.
     """
     if method not in METHODS:
         raise ValueError(f"unknown relaxation method {method!r}; choose one of {METHODS}")
@@ -134,6 +139,7 @@ def relax(
             rank=rank,
             penalty_rows=penalty_rows,
             penalty_every=penalty_every,
+            init_scale=init_scale,
         ).to(dtype=reference.dtype, device=reference.device)
         branch.regularize = regularize
         branch.fused = fuse and can_fuse(module, branch)
@@ -148,6 +154,7 @@ def relax(
         "regularize": regularize,
         "penalty_rows": penalty_rows,
         "penalty_every": penalty_every,
+        **({"init_scale": init_scale} if init_scale else {}),
         "fuse": fuse,
         **recipe,
     }

@@ -92,9 +92,12 @@ class RelaxedBranch(nn.Module):
 
     Notes
     -----
-    The output layer starts at zero, so a freshly relaxed model computes exactly the function of
-    the equivariant one whatever its level; gradients still reach the output layer, and through
-    it the rest of the branch after the first step.
+    The output layer starts at zero by default (``init_scale = 0``), so a freshly relaxed model
+    computes exactly the function of the equivariant one whatever its level; gradients still
+    reach the output layer, and through it the rest of the branch after the first step.
+    ``init_scale > 0`` keeps PyTorch's default initialisation of the output layer times that
+    factor (the constraint-relaxation paper's Equiformer code uses 0.01): the branch then starts
+    away from the kink of the norm regulariser at ``g = 0``.
 
     Cost of the regulariser per site: with at most ``penalty_rows`` rows the norm term reuses
     the forward pass's ``g(x)``; above, both terms are computed on the subset (``g`` evaluated
@@ -115,6 +118,7 @@ class RelaxedBranch(nn.Module):
         rank: int = LOWRANK_RANK,
         penalty_rows: int | None = PENALTY_ROWS,
         penalty_every: int = PENALTY_EVERY,
+        init_scale: float = 0.0,
     ) -> None:
         super().__init__()
         self.field = getattr(rep_in, "kind", None) == "field"
@@ -130,6 +134,8 @@ class RelaxedBranch(nn.Module):
             raise ValueError(f"penalty_rows must be a positive count or None, got {penalty_rows}")
         if penalty_every < 1:
             raise ValueError(f"penalty_every must be at least 1, got {penalty_every}")
+        if init_scale < 0:
+            raise ValueError(f"init_scale must be 0 or positive, got {init_scale}")
         if form == "lowrank" and rank < 1:
             raise ValueError(f"rank must be at least 1, got {rank}")
         self.rep_in, self.rep_out, self.form = rep_in, rep_out, form
@@ -147,8 +153,11 @@ class RelaxedBranch(nn.Module):
         else:
             hidden = hidden_factor * d_in
             self.layers = nn.ModuleList([nn.Linear(d_in, hidden), nn.Linear(hidden, d_out)])
-        nn.init.zeros_(self.layers[-1].weight)
-        nn.init.zeros_(self.layers[-1].bias)
+        # Scaling the default initialisation draws no extra random numbers: a run's other
+        # weights are the same whatever init_scale is.
+        with torch.no_grad():
+            self.layers[-1].weight.mul_(init_scale)
+            self.layers[-1].bias.mul_(init_scale)
         self.scale = nn.Parameter(torch.tensor(float(level)), requires_grad=learnable_level)
         self.penalty_rows, self.penalty_every = penalty_rows, penalty_every
         self.regularize = False

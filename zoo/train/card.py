@@ -102,6 +102,9 @@ def optimizer_text(recipe: Recipe) -> str:
     name = o.name + (" (AMSGrad)" if o.amsgrad else "")
     if sc.name == "plateau":
         schedule = f"lr x{sc.factor} after {sc.patience} epochs without validation improvement"
+        if sc.anneal_start is not None:
+            schedule += (f", then from epoch {sc.anneal_start} a cosine decay to "
+                         f"{o.lr * sc.min_lr_ratio:g} over {sc.anneal_epochs} epochs")
     else:
         schedule = f"schedule {sc.name} with {sc.warmup_epochs} warm-up epochs"
     ema = (f"; exponential moving average of the weights (decay {t.ema_decay}) validated "
@@ -119,6 +122,9 @@ def branch_text(relaxation: Any) -> str:
     if relaxation.penalty_every > 1:
         text += (f", once every {relaxation.penalty_every} steps (scaled by "
                  f"{relaxation.penalty_every})")
+    if relaxation.init_scale:
+        text += (f", output layers initialised at PyTorch's default times "
+                 f"{relaxation.init_scale:g}")
     return text
 
 

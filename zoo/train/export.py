@@ -121,6 +121,7 @@ def export_run(
         relaxation.update(form=r.form, hidden_factor=r.hidden_factor,
                           **({"rank": r.rank} if r.form == "lowrank" else {}),
                           penalty_rows=r.penalty_rows, penalty_every=r.penalty_every,
+                          **({"init_scale": r.init_scale} if r.init_scale else {}),
                           training={"lambda_reg": r.lambda_reg,
                                     "controller": r.controller,
                                     "final_levels": final_levels})

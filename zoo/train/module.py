@@ -273,6 +273,27 @@ class TrainingModule(L.LightningModule):
                                                          "interval": "epoch"}}
 
 
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        # Lightning calls this after each epoch's checkpoint, and a resumed run never makes the
+        # call for the epoch it resumes after: so the annealing stage sets its rates at each
+        # epoch's start instead (on_train_epoch_start), and the plateau stops one epoch before it.
+        anneal_start = self.recipe.schedule.anneal_start
+        if anneal_start is None or self.current_epoch + 1 < anneal_start:
+            scheduler.step() if metric is None else scheduler.step(metric)
+
+    def on_train_epoch_start(self) -> None:
+        sc = self.recipe.schedule
+        if sc.anneal_start is None or self.current_epoch < sc.anneal_start:
+            return
+        final = self.recipe.optimizer.lr * sc.min_lr_ratio
+        progress = min((self.current_epoch - sc.anneal_start) / sc.anneal_epochs, 1.0)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                # Where the plateau had got to; kept in the group, so in checkpoints too.
+                start = group.setdefault("anneal_initial_lr", group["lr"])
+                group["lr"] = final + (start - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 class RelaxationCallback(L.Callback):
     """Drives a level controller from Lightning's hooks; its state goes into checkpoints."""
 

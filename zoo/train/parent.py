@@ -105,7 +105,7 @@ def inherited_relaxation(config: dict[str, Any], method: str | None = None) -> d
     section: dict[str, Any] = {"method": method, "controller": {}}
     if method == "none" or method != own:
         return section
-    for key in ("form", "hidden_factor", "rank", "penalty_rows", "penalty_every"):
+    for key in ("form", "hidden_factor", "rank", "penalty_rows", "penalty_every", "init_scale"):
         if key in recorded:
             section[key] = recorded[key]
     training = recorded.get("training") or {}

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SerializeAsAny,
     ValidationError,
+    model_validator,
 )
 
 from zoo.hub.errors import ZooError
@@ -115,6 +116,9 @@ class RelaxationSection(Section):
     # rows per site (null: every row, exact), every k-th step times k (1: every step).
     penalty_rows: int | None = Field(1024, ge=1)
     penalty_every: int = Field(1, ge=1)
+    # The branches' output layers start at PyTorch's default initialisation times this factor
+    # (0: at zero; the constraint-relaxation paper's Equiformer code uses 0.01).
+    init_scale: float = Field(0.0, ge=0.0)
     # Typed by the method's own section (``_CONTROLLERS``) in :meth:`Recipe.from_dict`.
     controller: dict[str, Any] = Field(default_factory=dict)
 
@@ -140,6 +144,23 @@ class ScheduleSection(Section):
     # plateau: ReduceLROnPlateau on the validation metric.
     factor: float = Field(0.8, gt=0.0, lt=1.0)
     patience: int = Field(5, ge=0)
+    # plateau only: the run's final stage. From epoch ``anneal_start`` on, the learning rate
+    # follows a cosine from the value the plateau had reached down to ``lr * min_lr_ratio`` over
+    # ``anneal_epochs`` epochs, then stays there. A plateau run is open-ended (extended across
+    # sessions), so the stage is declared when it is decided: a resumed run may add or move it
+    # as long as it starts at or after the next epoch, which leaves the earlier epochs unchanged.
+    anneal_start: int | None = Field(None, ge=0)
+    anneal_epochs: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _anneal_needs_plateau(self) -> ScheduleSection:
+        if self.anneal_start is not None and self.name != "plateau":
+            raise ValueError(
+                f"schedule.anneal_start applies to the plateau schedule; the {self.name!r} "
+                "schedule already ends where it was planned to. Remove anneal_start or use "
+                "name: plateau"
+            )
+        return self
 
 
 class TrainingSection(Section):

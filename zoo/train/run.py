@@ -46,7 +46,8 @@ def model_to_train(task: Task, recipe: Recipe, train_data: Any, init_from: Any):
     r = recipe.relaxation
     if r.method != "none":
         relax.relax(model, r.method, form=r.form, hidden_factor=r.hidden_factor, rank=r.rank,
-                    penalty_rows=r.penalty_rows, penalty_every=r.penalty_every)
+                    penalty_rows=r.penalty_rows, penalty_every=r.penalty_every,
+                    init_scale=r.init_scale)
     return model.train()
 
 
@@ -333,6 +334,9 @@ def _check_resumable(run: Path, checkpoint: Path, recipe: Recipe) -> None:
         pass  # written by an older version: compare the raw values
     differing = [k for k in differing_keys(stored, recipe.to_dict())
                  if k not in _RESUMABLE_CHANGES]
+    if any(k in _ANNEAL_KEYS for k in differing):
+        _check_anneal_change(stored, recipe, checkpoint)
+        differing = [k for k in differing if k not in _ANNEAL_KEYS]
     if differing:
         raise RunFolderError(
             f"cannot resume {run} with a different recipe: {', '.join(differing)} differ from "
@@ -344,6 +348,27 @@ def _check_resumable(run: Path, checkpoint: Path, recipe: Recipe) -> None:
 # What may change when a run is resumed: more epochs (schedules that depend on the total, such as
 # cosine or CR's triangle, then continue on the new total) and the devices it runs on.
 _RESUMABLE_CHANGES = {"training.epochs", "training.devices"}
+
+
+# The final annealing stage of a plateau schedule may be declared (or moved) on resuming, as
+# long as it starts no earlier than the next epoch: what the earlier epochs did stays the same.
+_ANNEAL_KEYS = {"schedule.anneal_start", "schedule.anneal_epochs"}
+
+
+def _check_anneal_change(stored: dict[str, Any], recipe: Recipe, checkpoint: Path) -> None:
+    # Our own run folder's checkpoint; weights_only keeps it to plain tensors and containers.
+    following = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
+    before = (stored.get("schedule") or {}).get("anneal_start")
+    after = recipe.schedule.anneal_start
+    started = [s for s in (before, after) if s is not None and s < following]
+    if started:
+        raise RunFolderError(
+            f"cannot change schedule.anneal_start/anneal_epochs of {checkpoint.parent.parent}: "
+            f"the annealing stage {'starts' if after == started[0] else 'started'} at epoch "
+            f"{started[0]}, before the next epoch ({following}), so earlier epochs would have "
+            f"been trained differently. Set anneal_start to {following} or later, or keep "
+            "the stored values"
+        )
 
 
 def _append_segment(run: Path, command: str, resume: bool) -> None:

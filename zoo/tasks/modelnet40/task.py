@@ -1,10 +1,11 @@
 """Training on ModelNet40 point-cloud classification (the Vector Neurons protocol).
 
-300 points per shape; training draws a fresh random subset of the 1024 stored points (re-centred
-and scaled into the unit sphere) and a Haar-random rotation per shape and epoch (a pure function
-of seed, epoch and shape index, so resumed and distributed runs see the same data); validation
-and test use the first 300 points of each shape under a fixed random rotation per shape
-("SO(3)/SO(3)" in Deng et al. 2021).
+``n_points`` per shape (300 in the relaxation paper); training draws a fresh random subset of the
+1024 stored points (re-centred and scaled into the unit sphere) per shape and epoch, with a
+Haar-random rotation when ``training.augment_rotations`` is set (SO(3)/SO(3)) and none otherwise
+(aligned training shapes, I/SO(3)); both are pure functions of seed, epoch and shape index, so
+resumed and distributed runs see the same data. Validation and test use the first ``n_points`` of
+each shape under a fixed random rotation per shape.
 """
 
 from __future__ import annotations
