@@ -186,6 +186,14 @@ def test_fused_kernels_match_plain_autograd(monkeypatch, training, chunk):
         plain = vn_kernels.vn_leaky_relu(norms[0](p), d, 0.0)
         fused = vn_kernels.vn_batchnorm_leaky_relu(p, d, norms[1].bn, 0.0)
         compare(plain, fused, [p, d], norms)
+    # Batch norm alone, in both layouts (the networks run it component-major).
+    p = randn(4, 6, channels, 3)
+    norms = twin_norms(channels)
+    compare(norms[0](p), vn_kernels.vn_batchnorm(p, norms[1].bn), [p], norms)
+    norms = twin_norms(channels)
+    q = p.detach().transpose(-1, -2).contiguous().requires_grad_()
+    compare(norms[0](q, component_major=True),
+            vn_kernels.vn_batchnorm(q, norms[1].bn, component_major=True), [q], norms)
 
 
 def test_edge_linear_is_the_reference_edge_map():

@@ -29,6 +29,7 @@ from zoo.models.vn_layers import (
     VNLinearLeakyReLU,
     VNMaxPool,
     VNStdFeature,
+    apply_sites,
     classifier_head,
     drop_running_stats,
     mean_pool,
@@ -71,15 +72,18 @@ class VNEdgeConv(nn.Module):
         self.pool = VNMaxPool(out_channels) if pooling == "max" else None
 
     def forward(self, v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """``[B, N, C_in, 3]`` and neighbours ``[B, N, k]`` -> ``[B, N, C_out, 3]``."""
-        flat = v.flatten(-2)
-        pa, pb = self.map_to_feat.split(self.map_to_feat(flat))
-        da, db = self.map_to_dir.split(self.map_to_dir(flat))
+        """Component-major ``[B, N, 3, C_in]`` and neighbours ``[B, N, k]`` ->
+        ``[B, N, 3, C_out]``."""
+        # Each map's output holds the neighbour part, then the centre part (VNEdgeLinear).
+        feat, direction = apply_sites((self.map_to_feat, self.map_to_dir), v)
+        pa, pb = feat.split(self.out_channels, dim=-1)
+        da, db = direction.split(self.out_channels, dim=-1)
         if self.pool is None:
-            pooled = vn_edge_mean(pa, pb, da, db, idx, self.batchnorm.bn, self.negative_slope)
-            return pooled.transpose(-1, -2).contiguous()
-        edges = vn_edge_activations(pa, pb, da, db, idx, self.batchnorm, self.negative_slope)
-        return self.pool(edges)
+            return vn_edge_mean(pa, pb, da, db, idx, self.batchnorm.bn, self.negative_slope)
+        edges = vn_edge_activations(
+            pa, pb, da, db, idx, self.batchnorm, self.negative_slope, component_major=True
+        )
+        return self.pool(edges, component_major=True)
 
 
 @register_architecture("vn-dgcnn", presets=PRESETS, default_preset="modelnet40")
@@ -151,14 +155,16 @@ class VNDGCNN(PointCloudClassifier):
 
     def forward(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
         self.check_points(points)
-        v = points.unsqueeze(-2)  # [B, N, 1, 3]
+        v = points.unsqueeze(-1)  # component-major [B, N, 3, 1] throughout (see vn_layers)
         features = []
         for conv in self.convs:
-            v = conv(v, knn(v.flatten(-2), self.k))
+            # kNN of the channel-major flattening (a small copy): distances summed in the order
+            # the published checkpoints were trained with, so near-ties resolve as they did.
+            v = conv(v, knn(v.transpose(-1, -2).flatten(-2), self.k))
             features.append(v)
-        v = self.conv_embed(torch.cat(features, dim=-2))
-        v = torch.cat([v, mean_pool(v).unsqueeze(1).expand_as(v)], dim=-2)
-        invariant, _ = self.std_feature(v, shared_tail=self.embed_channels)
+        v = self.conv_embed(torch.cat(features, dim=-1), component_major=True)
+        v = torch.cat([v, mean_pool(v).unsqueeze(1).expand_as(v)], dim=-1)
+        invariant, _ = self.std_feature(v, shared_tail=self.embed_channels, component_major=True)
         invariant = invariant.flatten(-2)  # [B, N, 3 * 2 * embed]
         pooled = torch.cat([invariant.amax(dim=1), invariant.mean(dim=1)], dim=-1)
         return {"logits": self.head(pooled)}

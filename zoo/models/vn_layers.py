@@ -15,7 +15,13 @@ vanishes exactly for ``W = A kron I_3`` (the VN layers themselves).
 Differences from the reference code (``FlyingGiraffe/vnn``), each for a reason:
 
 - features are ``[B, N, C, 3]`` instead of ``[B, C, 3, N]`` (the site layout above; the
-  neighbour axis of edge features comes before the channels);
+  neighbour axis of edge features comes before the channels); the networks themselves run
+  *component-major* ``[B, N, 3, C]`` (``component_major=True`` on the layers, see
+  :mod:`zoo.models.vn_kernels`), where a VN linear map is one matrix product without copies. A
+  site is still called on its channel-major input whenever a hook observes it (a relaxation
+  branch, diagnostics), and otherwise bypassed: both ways run the same product on the same
+  contiguous component-major tensor, so a relaxed model whose branches output zero computes
+  bitwise what the base model does;
 - a linear layer whose input ends with channels that are the same for every point (the cloud
   mean concatenated to each point) takes ``shared_tail`` and applies that part of the weight once
   per cloud instead of once per point: the same function at half the cost in the invariant layer;
@@ -32,6 +38,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module
 
 from zoo.models.base import GroupElement, RelaxationSite, ZooModel
 from zoo.models.vn_kernels import (
@@ -45,11 +52,59 @@ from zoo.models.vn_kernels import (
 from zoo.relax.representations import VectorChannelsRep
 
 
+def _observed(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs hooks (a relaxation branch, diagnostics, a user's): such
+    a site must be called on its declared input rather than bypassed."""
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks
+        or _module._global_forward_hooks or _module._global_forward_pre_hooks
+    )
+
+
 class VNSite(nn.Module):
     """Base of the modules that are relaxation sites (see the module docstring)."""
 
     in_channels: int
     out_channels: int
+
+    def matrix(self) -> torch.Tensor:
+        """The channel map ``[out_channels, in_channels]`` the site applies to each component."""
+        return self.weight
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        shared_tail: int = 0,
+        *,
+        component_major_input: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``[..., 3 * C_in] -> [..., 3 * C_out]`` (flattened channel-major vectors); see
+        :func:`vn_matmul` for ``shared_tail``. ``component_major_input``: the same features as
+        a contiguous ``[..., 3, C_in]`` tensor, where the caller has one (saves a copy)."""
+        v = component_major_input
+        if v is None:
+            v = x.unflatten(-1, (self.in_channels, 3)).transpose(-1, -2).contiguous()
+        out = vn_matmul(self.matrix(), v, shared_tail, component_major=True)
+        return out.transpose(-1, -2).flatten(-2)
+
+    def component_major(
+        self, v: torch.Tensor, shared_tail: int = 0, flat: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The site on component-major features ``[..., 3, C_in]`` -> ``[..., 3, C_out]``
+        (contiguous).
+
+        One matrix product. When a hook observes the site (a relaxation branch), the site is
+        called on its flattened channel-major input ``flat`` (made here if not given), so the
+        branch sees the site's declared input, and computes the same product, bitwise.
+        """
+        v = v.contiguous()
+        if not _observed(self):
+            return vn_matmul(self.matrix(), v, shared_tail, component_major=True)
+        if flat is None:
+            flat = v.transpose(-1, -2).flatten(-2)
+        args = (flat, shared_tail) if shared_tail else (flat,)
+        out = self(*args, component_major_input=v)
+        return out.unflatten(-1, (-1, 3)).transpose(-1, -2).contiguous()
 
     def site_reps(self) -> tuple[VectorChannelsRep, VectorChannelsRep]:
         """Representations of the flattened first input and of the output."""
@@ -78,10 +133,6 @@ class VNLinear(VNSite):
         # The reference's nn.Linear(bias=False) initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
-    def forward(self, x: torch.Tensor, shared_tail: int = 0) -> torch.Tensor:
-        v = x.unflatten(-1, (self.in_channels, 3))
-        return vn_matmul(self.weight, v, shared_tail).flatten(-2)
-
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}"
 
@@ -107,10 +158,10 @@ class VNEdgeLinear(VNSite):
         self.weight = nn.Parameter(torch.empty(out_channels, 2 * in_channels))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def matrix(self) -> torch.Tensor:
+        """``[W1; W2 - W1]`` (``[2 C_out, C_in]``): the neighbour part, then the centre part."""
         w_nb, w_ctr = self.weight.split(self.in_channels, dim=1)
-        stacked = torch.cat([w_nb, w_ctr - w_nb], dim=0)
-        return vn_matmul(stacked, x.unflatten(-1, (self.in_channels, 3))).flatten(-2)
+        return torch.cat([w_nb, w_ctr - w_nb], dim=0)
 
     def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The neighbour and centre parts of an output ``[B, N, 3 * 2 C_out]``, each
@@ -123,11 +174,23 @@ class VNEdgeLinear(VNSite):
         return f"{2 * self.in_channels}, {self.edge_out_channels} (per point)"
 
 
+def apply_sites(
+    sites: tuple[VNSite, ...], v: torch.Tensor, shared_tail: int = 0
+) -> list[torch.Tensor]:
+    """Sites reading the same component-major input ``[..., 3, C_in]``, each output
+    ``[..., 3, C_out]``; the observed ones share one channel-major copy of the input."""
+    v = v.contiguous()
+    flat = v.transpose(-1, -2).flatten(-2) if any(_observed(s) for s in sites) else None
+    return [site.component_major(v, shared_tail, flat) for site in sites]
+
+
 class VNBatchNorm(nn.Module):
     """Batch normalisation of the vector norms; directions are kept.
 
     Statistics are per channel over every leading position (batch, points, neighbours), like
-    the reference's ``BatchNorm1d``/``BatchNorm2d`` on ``[B, C, (N, (k))]`` norms.
+    the reference's ``BatchNorm1d``/``BatchNorm2d`` on ``[B, C, (N, (k))]`` norms. Plain
+    autograd, the reference of the fused kernels: the networks run its ``bn`` through
+    :func:`~zoo.models.vn_kernels.vn_batchnorm` (alone) or the fused tails.
     """
 
     def __init__(self, num_features: int) -> None:
@@ -135,10 +198,12 @@ class VNBatchNorm(nn.Module):
         self.num_features = num_features
         self.bn = nn.BatchNorm1d(num_features)
 
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        norm = torch.linalg.vector_norm(v, dim=-1) + EPS
+    def forward(self, v: torch.Tensor, component_major: bool = False) -> torch.Tensor:
+        """``[..., C, 3]`` (or ``[..., 3, C]`` with ``component_major``), the same layout out."""
+        axis = -2 if component_major else -1
+        norm = torch.linalg.vector_norm(v, dim=axis) + EPS
         normed = self.bn(norm.reshape(-1, self.num_features)).view_as(norm)
-        return v * (normed / norm).unsqueeze(-1)
+        return v * (normed / norm).unsqueeze(axis)
 
 
 class VNLeakyReLU(nn.Module):
@@ -151,9 +216,13 @@ class VNLeakyReLU(nn.Module):
         self.map_to_dir = VNLinear(in_channels, 1 if share_nonlinearity else in_channels)
         self.negative_slope = negative_slope
 
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        d = self.map_to_dir(v.flatten(-2)).unflatten(-1, (-1, 3))
-        return vn_leaky_relu(v, d, self.negative_slope)
+    def forward(self, v: torch.Tensor, component_major: bool = False) -> torch.Tensor:
+        """``[..., C, 3]`` (or ``[..., 3, C]`` with ``component_major``), the same layout out."""
+        if component_major:
+            d = self.map_to_dir.component_major(v)
+        else:
+            d = self.map_to_dir(v.flatten(-2)).unflatten(-1, (-1, 3))
+        return vn_leaky_relu(v, d, self.negative_slope, component_major)
 
 
 class VNLinearLeakyReLU(nn.Module):
@@ -184,12 +253,17 @@ class VNLinearLeakyReLU(nn.Module):
         self.batchnorm = VNBatchNorm(out_channels)
         self.map_to_dir = VNLinear(in_channels, 1 if share_nonlinearity else out_channels)
 
-    def forward(self, v: torch.Tensor, shared_tail: int = 0) -> torch.Tensor:
-        """``[..., C_in, 3] -> [..., C_out, 3]``; see :func:`vn_matmul` for ``shared_tail``."""
-        flat = v.flatten(-2)
-        p = self.map_to_feat(flat, shared_tail).unflatten(-1, (-1, 3))
-        d = self.map_to_dir(flat, shared_tail).unflatten(-1, (-1, 3))
-        return vn_batchnorm_leaky_relu(p, d, self.batchnorm.bn, self.negative_slope)
+    def forward(
+        self, v: torch.Tensor, shared_tail: int = 0, component_major: bool = False
+    ) -> torch.Tensor:
+        """``[..., C_in, 3] -> [..., C_out, 3]`` (``[..., 3, C_in] -> [..., 3, C_out]`` with
+        ``component_major``); see :func:`vn_matmul` for ``shared_tail``."""
+        if not component_major:
+            return self.forward(v.transpose(-1, -2), shared_tail, True).transpose(-1, -2)
+        p, d = apply_sites((self.map_to_feat, self.map_to_dir), v, shared_tail)
+        return vn_batchnorm_leaky_relu(
+            p, d, self.batchnorm.bn, self.negative_slope, component_major=True
+        )
 
 
 class VNMaxPool(nn.Module):
@@ -200,10 +274,14 @@ class VNMaxPool(nn.Module):
         super().__init__()
         self.map_to_dir = VNLinear(channels, channels)
 
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        d = self.map_to_dir(v.flatten(-2)).unflatten(-1, (-1, 3))
-        best = (v * d).sum(-1).argmax(dim=-2, keepdim=True)  # [..., 1, C]
-        index = best.unsqueeze(-1).expand(*best.shape, 3)
+    def forward(self, v: torch.Tensor, component_major: bool = False) -> torch.Tensor:
+        """``[..., S, C, 3]`` -> ``[..., C, 3]`` (``[..., S, 3, C]`` -> ``[..., 3, C]`` with
+        ``component_major``)."""
+        if not component_major:
+            return self.forward(v.transpose(-1, -2), True).transpose(-1, -2)
+        d = self.map_to_dir.component_major(v)
+        best = (v * d).sum(-2).argmax(dim=-2, keepdim=True)  # [..., 1, C]
+        index = best.unsqueeze(-2).expand(*best.shape[:-1], 3, best.shape[-1])
         return v.gather(-3, index).squeeze(-3)
 
 
@@ -247,16 +325,22 @@ class VNStdFeature(nn.Module):
         )
         self.vn_lin = VNLinear(in_channels // 4, 2 if normalize_frame else 3)
 
-    def forward(self, v: torch.Tensor, shared_tail: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[..., C, 3]`` -> (invariant ``[..., 3, C]``: ``<z_k, v_c>`` at ``[..., k, c]``;
-        frame ``[..., 3, 3]`` with rows ``z_k``).
+    def forward(
+        self, v: torch.Tensor, shared_tail: int = 0, component_major: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[..., C, 3]`` (``[..., 3, C]`` with ``component_major``) -> (invariant
+        ``[..., 3, C]``: ``<z_k, v_c>`` at ``[..., k, c]``; frame ``[..., 3, 3]`` with rows
+        ``z_k``).
 
         The invariants come out frame-axis first (the reference orders them ``[c, k]``): one
-        product ``frame @ v^T`` per point, without a transpose of the large feature tensor.
-        Flattened, they are a fixed permutation of the reference's features.
+        product ``frame @ v`` per point in the component-major layout, without a transpose of
+        the large feature tensor. Flattened, they are a fixed permutation of the reference's
+        features.
         """
-        z = self.vn2(self.vn1(v, shared_tail))
-        frame = self.vn_lin(z.flatten(-2)).unflatten(-1, (-1, 3))
+        if not component_major:
+            v = v.transpose(-1, -2)
+        z = self.vn2(self.vn1(v, shared_tail, component_major=True), component_major=True)
+        frame = self.vn_lin.component_major(z).transpose(-1, -2)
         if self.normalize_frame:
             u1 = frame[..., 0, :]
             u1 = u1 / (torch.linalg.vector_norm(u1, dim=-1, keepdim=True) + EPS)
@@ -264,11 +348,14 @@ class VNStdFeature(nn.Module):
             v2 = v2 - (v2 * u1).sum(-1, keepdim=True) * u1
             u2 = v2 / (torch.linalg.vector_norm(v2, dim=-1, keepdim=True) + EPS)
             frame = torch.stack([u1, u2, torch.linalg.cross(u1, u2, dim=-1)], dim=-2)
-        return torch.matmul(frame, v.transpose(-1, -2)), frame
+        return torch.matmul(frame, v), frame
 
 
-def graph_feature_cross(points: torch.Tensor, k: int) -> torch.Tensor:
-    """VN-PointNet's first-layer edge features ``[B, N, k, 3, 3]`` of a cloud ``[B, N, 3]``.
+def graph_feature_cross(
+    points: torch.Tensor, k: int, component_major: bool = False
+) -> torch.Tensor:
+    """VN-PointNet's first-layer edge features ``[B, N, k, 3, 3]`` of a cloud ``[B, N, 3]``
+    (channels then components, or the transpose with ``component_major``).
 
     Channels per edge ``(i, j)``, ``j`` among the ``k`` nearest neighbours of ``i``:
     ``x_j - x_i``, ``x_i`` and ``x_j x x_i`` (the reference's order; the cross product makes
@@ -278,7 +365,7 @@ def graph_feature_cross(points: torch.Tensor, k: int) -> torch.Tensor:
     neighbours = gather_neighbours(points, idx)
     centre = points.unsqueeze(2).expand_as(neighbours)
     cross = torch.linalg.cross(neighbours, centre, dim=-1)
-    return torch.stack([neighbours - centre, centre, cross], dim=-2)
+    return torch.stack([neighbours - centre, centre, cross], dim=-1 if component_major else -2)
 
 
 def classifier_head(

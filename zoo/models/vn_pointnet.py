@@ -21,6 +21,7 @@ from torch import nn
 
 from zoo._registry import register_architecture
 from zoo.models.base import SymmetryGroup
+from zoo.models.vn_kernels import vn_batchnorm
 from zoo.models.vn_layers import (
     PointCloudClassifier,
     VNBatchNorm,
@@ -60,7 +61,7 @@ def _pool(pooling: str, channels: int) -> nn.Module | None:
 
 
 def _apply_pool(pool: nn.Module | None, v: torch.Tensor) -> torch.Tensor:
-    return mean_pool(v) if pool is None else pool(v)
+    return mean_pool(v) if pool is None else pool(v, component_major=True)
 
 
 class VNFeatureTransform(nn.Module):
@@ -79,10 +80,12 @@ class VNFeatureTransform(nn.Module):
         self.fc3 = VNLinear(f2, channels)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        """``[B, N, C, 3]`` -> ``[B, C, 3]``."""
-        v = _apply_pool(self.pool, self.conv3(self.conv2(self.conv1(v))))
-        v = self.fc2(self.fc1(v))
-        return self.fc3(v.flatten(-2)).unflatten(-1, (-1, 3))
+        """Component-major ``[B, N, 3, C]`` -> ``[B, 3, C]``."""
+        for conv in (self.conv1, self.conv2, self.conv3):
+            v = conv(v, component_major=True)
+        v = _apply_pool(self.pool, v)
+        v = self.fc2(self.fc1(v, component_major=True), component_major=True)
+        return self.fc3.component_major(v)
 
 
 @register_architecture("vn-pointnet", presets=PRESETS, default_preset="modelnet40")
@@ -159,14 +162,16 @@ class VNPointNet(PointCloudClassifier):
 
     def forward(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
         self.check_points(points)
-        v = _apply_pool(self.pool, self.conv_pos(graph_feature_cross(points, self.k)))
-        v = self.conv1(v)  # [B, N, C, 3]
+        # Component-major features [B, N, (k,) 3, C] throughout (see vn_layers).
+        edges = graph_feature_cross(points, self.k, component_major=True)
+        v = _apply_pool(self.pool, self.conv_pos(edges, component_major=True))
+        v = self.conv1(v, component_major=True)
         shared = 0
         if self.transform is not None:
             global_feature = self.transform(v).unsqueeze(1).expand_as(v)
-            v, shared = torch.cat([v, global_feature], dim=-2), self.point_channels
-        v = self.conv2(v, shared_tail=shared)
-        v = self.bn3(self.conv3(v.flatten(-2)).unflatten(-1, (-1, 3)))
-        v = torch.cat([v, mean_pool(v).unsqueeze(1).expand_as(v)], dim=-2)
-        invariant, _ = self.std_feature(v, shared_tail=self.embed_channels)
+            v, shared = torch.cat([v, global_feature], dim=-1), self.point_channels
+        v = self.conv2(v, shared_tail=shared, component_major=True)
+        v = vn_batchnorm(self.conv3.component_major(v), self.bn3.bn, component_major=True)
+        v = torch.cat([v, mean_pool(v).unsqueeze(1).expand_as(v)], dim=-1)
+        invariant, _ = self.std_feature(v, shared_tail=self.embed_channels, component_major=True)
         return {"logits": self.head(invariant.flatten(-2).amax(dim=1))}
