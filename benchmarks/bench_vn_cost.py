@@ -29,9 +29,12 @@ round), so load from other processes falls on all of them alike; medians over ro
 
     python benchmarks/bench_vn_cost.py            # the full run (a few CPU minutes)
     python benchmarks/bench_vn_cost.py --quick    # tiny sizes, one round: a check that it runs
+    python benchmarks/bench_vn_cost.py --sections relaxed   # re-time one section
 
 Prints markdown tables and writes ``benchmarks/results/vn_cost.json`` (``--output`` elsewhere;
-``--quick`` writes only where ``--output`` says).
+``--quick`` writes only where ``--output`` says). With ``--sections``, the other sections'
+results already in the file are kept, and the run's machine record is stored with each
+re-timed section (``machine``) rather than replacing the file's.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ TRAIN_CLOUDS = 9354
 RELAXED_OPTIONS = {"form": "lowrank", "penalty_every": 4}
 LAMBDA_REG = 0.01
 RESULTS = ROOT / "benchmarks" / "results" / "vn_cost.json"
+SECTIONS = ("n_points", "edge_share", "batch_size", "threads", "relaxed")
 
 
 @dataclass(frozen=True)
@@ -212,13 +216,15 @@ def print_tables(results: dict[str, Any]) -> None:
           "wall s/step | CPU ms/cloud | min/epoch (CPU) | min/epoch (wall) |")
     print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for section in ("n_points", "batch_size", "threads", "relaxed"):
-        for row in results[section]["rows"]:
+        for row in results.get(section, {}).get("rows", []):
             variant = "relaxed lowrank/4" if row["relaxed"] else "standard"
             print(f"| {section} | {row['architecture']} | {row['n_points']} | {row['batch']} | "
                   f"{row['threads']} | {variant} | {row['cpu_s_per_step']:.3f} | "
                   f"{row['wall_s_per_step']:.3f} | {row['cpu_ms_per_cloud']:.1f} | "
                   f"{row['min_per_epoch_cpu']:.1f} | {row['min_per_epoch_wall']:.1f} |")
-    share = results["edge_share"]
+    share = results.get("edge_share")
+    if share is None:
+        return
     print(f"\nVN-DGCNN, {share['batch']} clouds x {share['n_points']} points, k = {share['k']}: "
           f"step {share['step_s']:.3f} CPU s\n")
     print("| layer | in channels | kNN s | edge conv s (fwd+bwd) | of which linear maps s |")
@@ -232,6 +238,21 @@ def print_tables(results: dict[str, Any]) -> None:
     print(f"\nkNN + edge convolutions: {share['knn_plus_edge_share']:.0%} of the step")
 
 
+def merge_sections(
+    results: dict[str, Any], sections: set[str], output: Path | None
+) -> dict[str, Any]:
+    """The results already in ``output`` with the re-timed ``sections`` replaced; each of those
+    records this run's machine and settings (the file's own are those of the other sections)."""
+    previous = json.loads(output.read_text()) if output is not None and output.exists() else {}
+    merged = {**previous}
+    merged.setdefault("machine", results["machine"])
+    merged.setdefault("settings", results["settings"])
+    for section in sections:
+        merged[section] = {**results[section], "machine": results["machine"],
+                           "settings": results["settings"]}
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -239,6 +260,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per variant")
     parser.add_argument("--rounds-1024", type=int, default=2,
                         help="timed rounds at 1024 points (the slowest steps)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="sections to time (default: all); the others are kept from the "
+                             "results file")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"results file (default {RESULTS.relative_to(ROOT)}; "
                              "none with --quick)")
@@ -259,27 +283,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "rounds": rounds, "rounds_1024": rounds_large, "quick": args.quick,
                      "unit": "CPU seconds per step (median over rounds)"},
     }
-    print("n_points ...", flush=True)
-    rows = time_configs([Config(a, p, batch) for p in sweep for a in ARCHITECTURES], rounds)
-    rows += time_configs([Config(a, p, batch) for p in large for a in ARCHITECTURES],
-                         rounds_large)
-    results["n_points"] = {"rows": rows}
-    print("edge_share ...", flush=True)
-    results["edge_share"] = dgcnn_edge_share(n, batch, rounds)
-    print("batch_size ...", flush=True)
-    results["batch_size"] = {"rows": time_configs(
-        [Config(a, n, b) for b in batches for a in ARCHITECTURES], rounds)}
-    print("threads ...", flush=True)
-    rows = time_configs([Config(a, n, batch) for a in ARCHITECTURES], rounds)
-    start = load_average()
-    rows += time_configs([Config(a, n, batch, threads=2) for a in ARCHITECTURES], 1, False)
-    results["threads"] = {"rows": rows, "two_threads_load_average_at_start": start,
-                          "two_threads_load_average_at_end": load_average(),
-                          "two_threads": "one step, no warm-up (see the module docstring)"}
-    print("relaxed ...", flush=True)
-    results["relaxed"] = {"rows": time_configs(
-        [Config(a, n, batch, relaxed=r) for a in ARCHITECTURES for r in (False, True)], rounds)}
+    sections = set(args.sections)
+    if "n_points" in sections:
+        print("n_points ...", flush=True)
+        rows = time_configs([Config(a, p, batch) for p in sweep for a in ARCHITECTURES], rounds)
+        rows += time_configs([Config(a, p, batch) for p in large for a in ARCHITECTURES],
+                             rounds_large)
+        results["n_points"] = {"rows": rows}
+    if "edge_share" in sections:
+        print("edge_share ...", flush=True)
+        results["edge_share"] = dgcnn_edge_share(n, batch, rounds)
+    if "batch_size" in sections:
+        print("batch_size ...", flush=True)
+        results["batch_size"] = {"rows": time_configs(
+            [Config(a, n, b) for b in batches for a in ARCHITECTURES], rounds)}
+    if "threads" in sections:
+        print("threads ...", flush=True)
+        rows = time_configs([Config(a, n, batch) for a in ARCHITECTURES], rounds)
+        start = load_average()
+        rows += time_configs([Config(a, n, batch, threads=2) for a in ARCHITECTURES], 1, False)
+        results["threads"] = {"rows": rows, "two_threads_load_average_at_start": start,
+                              "two_threads_load_average_at_end": load_average(),
+                              "two_threads": "one step, no warm-up (see the module docstring)"}
+    if "relaxed" in sections:
+        print("relaxed ...", flush=True)
+        results["relaxed"] = {"rows": time_configs(
+            [Config(a, n, batch, relaxed=r) for a in ARCHITECTURES for r in (False, True)],
+            rounds)}
+        for a in ARCHITECTURES:
+            standard, relaxed = (row["cpu_s_per_step"] for row in results["relaxed"]["rows"]
+                                 if row["architecture"] == a)
+            results["relaxed"][f"{a}_cpu_ratio"] = round(relaxed / standard, 3)
     results["machine"]["load_average_at_end"] = load_average()
+    if sections != set(SECTIONS):
+        results = merge_sections(results, sections, output)
     print_tables(results)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

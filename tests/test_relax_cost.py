@@ -19,8 +19,8 @@ from zoo.relax import (
     branch_contributions,
     relaxation_penalty,
 )
-from zoo.relax.branch import can_fuse
 from zoo.relax.representations import C4FieldRep
+from zoo.relax.sites import can_fuse
 
 # (rep_in, rep_out): mixed irreps, invariant output (EGNN's node update), invariant input,
 # vector channels (Vector Neurons), scalars on both sides.
@@ -378,3 +378,38 @@ def test_lowrank_relax_train_project(name: str) -> None:
     assert list(model.state_dict()) == list(state)
     for key, value in state.items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_permuted_columns_are_the_declared_branch(form: str) -> None:
+    """A branch reading and writing permuted columns (``columns_in`` / ``columns_out``, e.g.
+    component-major Vector Neuron features) is the declared branch with its input and output
+    permuted: ``forward``, ``add_to`` and ``penalties`` (same random rows), values and
+    gradients."""
+    rep_in, rep_out = VectorChannelsRep(5), VectorChannelsRep(4)
+    columns_in, columns_out = rep_in.component_major_columns(), rep_out.component_major_columns()
+    assert sorted(columns_in) == list(range(15)) and columns_in[:2] == (0, 3)
+    branch = random_branch(rep_in, rep_out, form, rank=3, penalty_rows=8)
+    branch.level = 0.4
+    generator = torch.Generator().manual_seed(7)
+    declared = torch.randn(3, 6, 15, generator=generator, dtype=torch.float64, requires_grad=True)
+    output = torch.randn(3, 6, 12, generator=generator, dtype=torch.float64)
+    permuted = declared[..., list(columns_in)]  # permuted[..., k] = declared[..., columns_in[k]]
+    order = {"columns_in": columns_in, "columns_out": columns_out}
+    out_index = list(columns_out)
+    torch.testing.assert_close(branch(permuted, **order), branch(declared)[..., out_index])
+    fused = branch.add_to(output[..., out_index], permuted, **order)
+    plain = branch.add_to(output, declared)[..., out_index]
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        terms = branch.penalties(permuted, **order)
+        torch.manual_seed(3)
+        terms_declared = branch.penalties(declared)
+    params = [declared, *branch.layers.parameters()]
+    for a, b in [(fused, plain), *((terms[k], terms_declared[k]) for k in ("norm", "lie"))]:
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        for ga, gb in zip(torch.autograd.grad(a.square().sum(), params, retain_graph=True),
+                          torch.autograd.grad(b.square().sum(), params, retain_graph=True),
+                          strict=True):
+            torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-12)

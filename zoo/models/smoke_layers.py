@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.relax.branch import fold_branch
 from zoo.relax.representations import C4_FIBERS, C4FieldRep, rotate_kernel
+from zoo.relax.sites import fold_branch
 
 
 @functools.cache

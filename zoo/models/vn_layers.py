@@ -18,10 +18,12 @@ Differences from the reference code (``FlyingGiraffe/vnn``), each for a reason:
   neighbour axis of edge features comes before the channels); the networks themselves run
   *component-major* ``[B, N, 3, C]`` (``component_major=True`` on the layers, see
   :mod:`zoo.models.vn_kernels`), where a VN linear map is one matrix product without copies. A
-  site is still called on its channel-major input whenever a hook observes it (a relaxation
-  branch, diagnostics), and otherwise bypassed: both ways run the same product on the same
-  contiguous component-major tensor, so a relaxed model whose branches output zero computes
-  bitwise what the base model does;
+  site whose only observer is its relaxation branch adds the branch itself on the
+  component-major features (the branch permutes its weights instead,
+  :func:`~zoo.relax.sites.add_branch_output_in_order`); a site observed by any other hook
+  (diagnostics, a user's) is called on its channel-major input; otherwise it is bypassed. All
+  three ways run the same product on the same contiguous component-major tensor, so a relaxed
+  model whose branches output zero computes bitwise what the base model does;
 - a linear layer whose input ends with channels that are the same for every point (the cloud
   mean concatenated to each point) takes ``shared_tail`` and applies that part of the weight once
   per cloud instead of once per point: the same function at half the cost in the invariant layer;
@@ -50,6 +52,11 @@ from zoo.models.vn_kernels import (
     vn_matmul,
 )
 from zoo.relax.representations import VectorChannelsRep
+from zoo.relax.sites import (
+    add_branch_output_in_order,
+    add_branch_outputs_in_order,
+    branch_reads_any_order,
+)
 
 
 def _observed(module: nn.Module) -> bool:
@@ -59,6 +66,18 @@ def _observed(module: nn.Module) -> bool:
         module._forward_hooks or module._forward_pre_hooks
         or _module._global_forward_hooks or _module._global_forward_pre_hooks
     )
+
+
+def _columns(channels: int) -> tuple[int, ...]:
+    """The site layout's column at each position of component-major features."""
+    return VectorChannelsRep(channels).component_major_columns()
+
+
+def _needs_channel_major(site: nn.Module, shared_tail: int = 0) -> bool:
+    """Whether an observed site must be called on its channel-major input: something other
+    than its relaxation branch observes it, or the branch would cost more on permuted columns
+    (:func:`~zoo.relax.sites.branch_reads_any_order`)."""
+    return not branch_reads_any_order(site, 3 * shared_tail)
 
 
 class VNSite(nn.Module):
@@ -93,13 +112,23 @@ class VNSite(nn.Module):
         """The site on component-major features ``[..., 3, C_in]`` -> ``[..., 3, C_out]``
         (contiguous).
 
-        One matrix product. When a hook observes the site (a relaxation branch), the site is
-        called on its flattened channel-major input ``flat`` (made here if not given), so the
-        branch sees the site's declared input, and computes the same product, bitwise.
+        One matrix product. A relaxation branch that is the site's only observer is added here,
+        on the component-major features (:func:`~zoo.relax.sites.add_branch_output_in_order`
+        with :meth:`VectorChannelsRep.component_major_columns`): no channel-major copies of
+        the input and output, forward or backward. When another hook observes the site, the
+        site is called on its flattened channel-major input ``flat`` (made here if not given),
+        so every hook sees the site's declared input; the product is the same, bitwise.
         """
         v = v.contiguous()
         if not _observed(self):
             return vn_matmul(self.matrix(), v, shared_tail, component_major=True)
+        if not _needs_channel_major(self, shared_tail):
+            out = vn_matmul(self.matrix(), v, shared_tail, component_major=True)
+            result = add_branch_output_in_order(
+                self, out.flatten(-2), v.flatten(-2), _columns(self.in_channels),
+                _columns(self.out_channels), 3 * shared_tail,
+            )
+            return result.view(out.shape)
         if flat is None:
             flat = v.transpose(-1, -2).flatten(-2)
         args = (flat, shared_tail) if shared_tail else (flat,)
@@ -178,9 +207,21 @@ def apply_sites(
     sites: tuple[VNSite, ...], v: torch.Tensor, shared_tail: int = 0
 ) -> list[torch.Tensor]:
     """Sites reading the same component-major input ``[..., 3, C_in]``, each output
-    ``[..., 3, C_out]``; the observed ones share one channel-major copy of the input."""
+    ``[..., 3, C_out]``; those called on the channel-major input (see
+    :meth:`VNSite.component_major`) share one copy of it."""
     v = v.contiguous()
-    flat = v.transpose(-1, -2).flatten(-2) if any(_observed(s) for s in sites) else None
+    if all(_observed(s) and not _needs_channel_major(s, shared_tail) for s in sites):
+        # Every site adds its own branch: together, so that low-rank branches share one
+        # product with the input (see add_branch_outputs_in_order).
+        outputs = [vn_matmul(s.matrix(), v, shared_tail, component_major=True) for s in sites]
+        results = add_branch_outputs_in_order(
+            list(sites), [out.flatten(-2) for out in outputs], v.flatten(-2),
+            _columns(sites[0].in_channels), [_columns(s.out_channels) for s in sites],
+            3 * shared_tail,
+        )
+        return [r.view(out.shape) for r, out in zip(results, outputs, strict=True)]
+    copy = any(_observed(s) and _needs_channel_major(s, shared_tail) for s in sites)
+    flat = v.transpose(-1, -2).flatten(-2) if copy else None
     return [site.component_major(v, shared_tail, flat) for site in sites]
 
 

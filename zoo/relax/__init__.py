@@ -23,9 +23,6 @@ from zoo.relax.branch import (
     PENALTY_EVERY,
     PENALTY_ROWS,
     RelaxedBranch,
-    add_branch_output,
-    can_fuse,
-    fold_branch,
 )
 from zoo.relax.controllers import (
     ACEController,
@@ -51,6 +48,7 @@ from zoo.relax.representations import (
     VectorChannelsRep,
     so3_generators,
 )
+from zoo.relax.sites import add_branch_output, can_fuse, fold_branch
 
 METHODS = ("cr", "ace", "recm")
 # Starting level per method: CR's triangle starts at 0, ACE's gamma at 1 (paper), RECM's level
@@ -105,7 +103,7 @@ def relax(
         factor (``0``: at zero, so the relaxed model computes the same function as before).
     fuse
         Let sites that support it fold a ``conv`` branch into their own convolution
-        (:func:`~zoo.relax.branch.fold_branch`): the same function and gradients, to rounding,
+        (:func:`~zoo.relax.sites.fold_branch`): the same function and gradients, to rounding,
         for the cost of the base layer. ``False``: the branch runs beside the layer.
     **recipe
         Further recipe entries (controller and regulariser hyperparameters), recorded on the

@@ -1,17 +1,15 @@
 """The non-equivariant branch ``g`` of a relaxed layer, ``f(x) = f_e(x) + s * g(x)``.
 
-A branch is attached to a site module as the submodule ``relaxation_branch`` and a forward hook
-adds ``scale * g(first input)`` to the site's output. The base module's parameters keep their
-names, so a relaxed model's ``state_dict`` is the base one plus ``*.relaxation_branch.*`` keys,
-and removing the branch (projection) leaves exactly the base architecture.
+A branch is attached to a site module as the submodule ``relaxation_branch``; how the site adds
+its output (a forward hook, in another column order, or fused into a convolution) is
+:mod:`zoo.relax.sites`. The base module's parameters keep their names, so a relaxed model's
+``state_dict`` is the base one plus ``*.relaxation_branch.*`` keys, and removing the branch
+(projection) leaves exactly the base architecture.
 
 A site whose first input ends with columns that are equal along a set axis may say how many
 (``relaxation_shared_columns(args) -> int``); the branch then computes their part once per set.
-
-A site whose forward is a single convolution may instead *fuse* a ``conv`` branch: it declares
-``fuses_relaxation_branch = True`` and builds its kernel with :func:`fold_branch`, so that
-``conv(x, K) + s conv(x, W) + s b`` runs as one ``conv(x, K + s W) + s b`` (the same function, to
-rounding, at the cost of the base layer).
+A branch can also read and write columns permuted from the declared layout (``columns_in`` /
+``columns_out``): it permutes its small weight matrices instead of the features.
 """
 
 from __future__ import annotations
@@ -33,6 +31,9 @@ FORMS = ("linear", "mlp", "lowrank", "conv")
 PENALTY_ROWS = 1024
 PENALTY_EVERY = 1
 LOWRANK_RANK = 16
+# Outputs of a branch's first layer from which computing set-shared input columns once per set
+# pays for the extra passes over the input (RelaxedBranch._first).
+_SHARED_MIN_OUTPUTS = 64
 
 
 def _gelu_derivative(h: torch.Tensor) -> torch.Tensor:
@@ -44,6 +45,15 @@ def _gelu_derivative(h: torch.Tensor) -> torch.Tensor:
 @functools.lru_cache(maxsize=256)
 def _column_index(columns: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.tensor(columns, dtype=torch.long, device=device)
+
+
+@functools.lru_cache(maxsize=256)
+def _inverse_index(columns: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Where each declared column sits in a tensor whose column ``k`` is ``columns[k]``."""
+    inverse = [0] * len(columns)
+    for position, column in enumerate(columns):
+        inverse[column] = position
+    return torch.tensor(inverse, dtype=torch.long, device=device)
 
 
 def _moving(rep: Any) -> tuple[tuple[int, ...] | None, Any]:
@@ -180,23 +190,73 @@ class RelaxedBranch(nn.Module):
         """Rank of the low-rank form (``None`` for the other forms)."""
         return self.layers[0].out_features if self.form == "lowrank" else None
 
-    def forward(self, x: torch.Tensor, shared_columns: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        shared_columns: int = 0,
+        *,
+        columns_in: tuple[int, ...] | None = None,
+        columns_out: tuple[int, ...] | None = None,
+    ) -> torch.Tensor:
         """The unscaled branch output ``g(x)``: ``[..., rep_out.dim]``, or ``[..., C_out, H, W]``
         on feature maps.
 
         ``shared_columns``: number of trailing input columns equal along dim ``-2`` (a set
         axis), e.g. a cloud's mean feature concatenated to each of its points; their part of the
         first layer is computed once per set and broadcast (the same result, cheaper).
+
+        ``columns_in``, ``columns_out`` (dense forms): ``x`` holds the declared input's columns
+        permuted, ``x[..., k]`` being column ``columns_in[k]``, and ``g(x)`` is returned in the
+        order ``columns_out`` likewise. The weights are permuted instead of ``x`` (the same
+        products, summed in another order); ``shared_columns`` is then not used (every column
+        is computed, the same result).
         """
         if self.field:
             return self._forward_field(x)
-        return self._dense(x, shared_columns)
+        if columns_in is None and columns_out is None:
+            return self._dense(x, shared_columns)
+        params = self._ordered_parameters(columns_in, columns_out, x.device)
+        weight, bias = params[0]
+        hidden = nn.functional.linear(x, weight, bias)
+        if self.form == "linear":
+            return hidden
+        if self.form == "mlp":
+            hidden = nn.functional.gelu(hidden)
+        return nn.functional.linear(hidden, *params[1])
+
+    def _ordered_parameters(
+        self,
+        columns_in: tuple[int, ...] | None,
+        columns_out: tuple[int, ...] | None,
+        device: torch.device,
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``(weight, bias)`` of each dense layer, the first one's input columns in the order
+        ``columns_in`` and the last one's outputs in the order ``columns_out``: permuting a
+        weight's columns is permuting its input (``W P^T P x = W x``). Small gathers of the
+        weights, whose gradients flow back to the branch's own parameters."""
+        params = [(layer.weight, layer.bias) for layer in self.layers]
+        if columns_in is not None:
+            weight, bias = params[0]
+            params[0] = (weight.index_select(1, _column_index(columns_in, device)), bias)
+        if columns_out is not None:
+            index = _column_index(columns_out, device)
+            weight, bias = params[-1]
+            params[-1] = (weight.index_select(0, index), bias.index_select(0, index))
+        return params
+
+    def reads_any_order(self, shared_columns: int = 0) -> bool:
+        """Whether ``g`` on permuted columns (``columns_in``) costs what it costs in the declared
+        layout: a dense form whose first layer does not use ``shared_columns`` (see
+        :meth:`_first`), so that a site may skip copying its input into the declared order."""
+        if self.field or self.fused:
+            return False
+        return shared_columns <= 0 or self.layers[0].out_features < _SHARED_MIN_OUTPUTS
 
     def _first(self, x: torch.Tensor, shared_columns: int = 0) -> torch.Tensor:
         layer = self.layers[0]
         # Below ~64 outputs the saved multiply-adds do not pay for the extra passes over x
         # (the low-rank form's first layer).
-        if shared_columns <= 0 or x.dim() < 2 or layer.out_features < 64:
+        if shared_columns <= 0 or x.dim() < 2 or layer.out_features < _SHARED_MIN_OUTPUTS:
             return layer(x)
         weight_head, weight_tail = layer.weight.split(
             [x.shape[-1] - shared_columns, shared_columns], dim=1
@@ -225,21 +285,40 @@ class RelaxedBranch(nn.Module):
         return out.reshape(*lead, *out.shape[-3:])
 
     def add_to(
-        self, output: torch.Tensor, x: torch.Tensor, shared_columns: int = 0
+        self,
+        output: torch.Tensor,
+        x: torch.Tensor,
+        shared_columns: int = 0,
+        *,
+        columns_in: tuple[int, ...] | None = None,
+        columns_out: tuple[int, ...] | None = None,
     ) -> torch.Tensor:
-        """``output + s * g(x)`` for a dense branch on flattened features.
+        """``output + s * g(x)`` for a dense branch on flattened features (``x`` and ``output``
+        in the column orders ``columns_in`` and ``columns_out``, see :meth:`forward`).
 
         The low-rank form does it in one matrix product that starts from ``output``
         (``[V x, 1] [s U, s b]^T`` added to it): one pass over the site's output, forward and
         backward, instead of writing ``g(x)`` and adding it (its size is that of the output,
         while ``V x`` is ``rank`` wide).
         """
+        order = {"columns_in": columns_in, "columns_out": columns_out}
         if self.form != "lowrank":
-            return torch.addcmul(output, self.scale, self._dense(x, shared_columns))
-        hidden = self._first(x, shared_columns)
+            return torch.addcmul(output, self.scale, self(x, shared_columns, **order))
+        if columns_in is None:
+            hidden = self._first(x, shared_columns)
+        else:
+            weight = self._ordered_parameters(columns_in, None, x.device)[0][0]
+            hidden = nn.functional.linear(x, weight)
+        return self._add_up(output, hidden, columns_out)
+
+    def _add_up(
+        self, output: torch.Tensor, hidden: torch.Tensor, columns_out: tuple[int, ...] | None
+    ) -> torch.Tensor:
+        """The low-rank form's ``output + s (U hidden + b)``, ``hidden = V x`` (see
+        :meth:`add_to`)."""
+        up_weight, up_bias = self._ordered_parameters(None, columns_out, output.device)[-1]
         hidden = hidden.reshape(-1, hidden.shape[-1])
-        up = self.layers[1]
-        weight = torch.cat([up.weight, up.bias.unsqueeze(1)], dim=1) * self.scale
+        weight = torch.cat([up_weight, up_bias.unsqueeze(1)], dim=1) * self.scale
         augmented = torch.cat([hidden, hidden.new_ones(hidden.shape[0], 1)], dim=1)
         flat = output.reshape(-1, output.shape[-1])
         return torch.addmm(flat, augmented, weight.T).view(output.shape)
@@ -341,7 +420,13 @@ class RelaxedBranch(nn.Module):
         return self.rep_out.act(gx) - self(self.rep_in.act(x))
 
     def penalties(
-        self, x: torch.Tensor, gx: torch.Tensor | None = None, *, exact: bool = False
+        self,
+        x: torch.Tensor,
+        gx: torch.Tensor | None = None,
+        *,
+        exact: bool = False,
+        columns_in: tuple[int, ...] | None = None,
+        columns_out: tuple[int, ...] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The CR regulariser terms on input ``x``: branch norm and symmetry violation.
 
@@ -355,20 +440,45 @@ class RelaxedBranch(nn.Module):
         a uniform random subset of ``penalty_rows`` rows (drawn from torch's global random
         generator): unbiased estimates of the means over every row. ``exact=True`` uses every
         row.
+
+        ``columns_in``, ``columns_out``: ``x`` and ``gx`` hold their columns in these orders
+        (see :meth:`forward`). The terms are those of the declared layout: the same rows are
+        drawn, then put back in the declared order.
         """
         if self.field:
             return self._field_penalties(x, gx)
         x = x.reshape(-1, x.shape[-1])
-        limit = None if exact else self.penalty_rows
-        if limit is not None and x.shape[0] > limit:
-            # Without replacement: lower variance than independent draws, still unbiased
-            # (every row is in the subset with the same probability).
-            rows = torch.randperm(x.shape[0], device=x.device)[:limit]
+        rows = None if exact else self._penalty_rows(x.shape[0], x.device)
+        if rows is not None:
             x = x.index_select(0, rows)
             # g on the subset is recomputed rather than gathered from the forward pass: the
             # gradient of a gather is a zero-filled copy of the whole output.
             gx = None
-        gx = self(x) if gx is None else gx.reshape(-1, gx.shape[-1])
+        return self._penalties_on_rows(x, gx, columns_in, columns_out)
+
+    def _penalty_rows(self, n: int, device: torch.device) -> torch.Tensor | None:
+        """The random subset of ``n`` rows the terms are estimated on (``None``: every row)."""
+        if self.penalty_rows is None or n <= self.penalty_rows:
+            return None
+        # Without replacement: lower variance than independent draws, still unbiased (every
+        # row is in the subset with the same probability).
+        return torch.randperm(n, device=device)[: self.penalty_rows]
+
+    def _penalties_on_rows(
+        self,
+        x: torch.Tensor,
+        gx: torch.Tensor | None,
+        columns_in: tuple[int, ...] | None,
+        columns_out: tuple[int, ...] | None,
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`penalties` on the rows ``x`` ``[n, d]`` it averages over."""
+        if columns_in is not None:
+            x = x.index_select(1, _inverse_index(columns_in, x.device))
+        if gx is not None:
+            gx = gx.reshape(-1, gx.shape[-1])
+            if columns_out is not None:
+                gx = gx.index_select(1, _inverse_index(columns_out, gx.device))
+        gx = self(x) if gx is None else gx
         norm = gx.norm(dim=-1).mean()
         if self.rep_in.kind == "finite":
             lie = self.finite_violation(x, gx).norm(dim=-1).mean(dim=-1).sum()
@@ -377,19 +487,34 @@ class RelaxedBranch(nn.Module):
         return {"norm": norm, "lie": lie}
 
     def step_penalties(
-        self, x: torch.Tensor | None, gx: torch.Tensor | None
+        self,
+        x: torch.Tensor | None,
+        gx: torch.Tensor | None,
+        *,
+        columns_in: tuple[int, ...] | None = None,
+        columns_out: tuple[int, ...] | None = None,
     ) -> dict[str, torch.Tensor] | None:
         """What a regularised training forward pass records: :meth:`penalties` in every
         ``penalty_every``-th call, multiplied by that number, and ``None`` (nothing to add) in
         the others. The conv form's kernel terms are cheap and computed in every call."""
-        every = self.penalty_every
-        if every == 1 or (self.field and self.form == "conv"):
-            return self.penalties(x, gx)
-        due = self._penalty_calls % every == 0
-        self._penalty_calls += 1
-        if not due:
+        order = {"columns_in": columns_in, "columns_out": columns_out}
+        if self.field and self.form == "conv":
+            return self.penalties(x, gx, **order)
+        if not self._penalty_due():
             return None
-        return {key: value * every for key, value in self.penalties(x, gx).items()}
+        return self._times_every(self.penalties(x, gx, **order))
+
+    def _penalty_due(self) -> bool:
+        """Whether this regularised pass computes the terms (advances the cycle)."""
+        if self.penalty_every == 1:
+            return True
+        due = self._penalty_calls % self.penalty_every == 0
+        self._penalty_calls += 1
+        return due
+
+    def _times_every(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        every = self.penalty_every
+        return terms if every == 1 else {key: value * every for key, value in terms.items()}
 
     def _field_penalties(self, x: torch.Tensor, gx: torch.Tensor | None) -> dict:
         if self.form == "conv":
@@ -406,71 +531,3 @@ class RelaxedBranch(nn.Module):
         rank = f", rank={self.rank}" if self.form == "lowrank" else ""
         fused = ", fused" if self.fused else ""
         return f"form={self.form}{rank}, level={self.level:.4g}{fused}"
-
-
-def _records_penalty(branch: RelaxedBranch) -> bool:
-    return branch.regularize and branch.training and torch.is_grad_enabled()
-
-
-def add_branch_output(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    """Forward hook of a relaxed site: ``output + scale * g(first input)``.
-
-    A module-level function that looks the branch up on the module at call time, so a deep copy
-    of a relaxed model (e.g. cast to float64 for a test) uses its own copy of the branch.
-    A fused branch was already folded into the site's own computation: nothing to add.
-    """
-    branch: RelaxedBranch = getattr(module, BRANCH_ATTRIBUTE)
-    if branch.fused:
-        return output
-    x = args[0]
-    shared = getattr(module, "relaxation_shared_columns", None)
-    shared = 0 if shared is None else shared(args)
-    if branch.form == "lowrank" and not branch.field:
-        gx, result = None, branch.add_to(output, x, shared)
-    else:
-        gx = branch(x, shared)
-        result = torch.addcmul(output, branch.scale, gx)  # one op: output + s * g(x)
-    if _records_penalty(branch):
-        # Computed inside forward so that distributed data parallel sees every use of the
-        # branch's parameters during the forward pass.
-        branch.last_penalty = branch.step_penalties(x, gx)
-    return result
-
-
-def can_fuse(module: nn.Module, branch: RelaxedBranch) -> bool:
-    """Whether ``module`` can fold ``branch`` into its own convolution (see :func:`fold_branch`):
-    the module declares ``fuses_relaxation_branch`` and "same"-padded odd ``kernel_size`` at
-    least the branch's (a smaller kernel is zero-padded to it)."""
-    if branch.form != "conv" or not getattr(module, "fuses_relaxation_branch", False):
-        return False
-    size, own = getattr(module, "kernel_size", None), branch.layers[0].kernel_size
-    return isinstance(size, int) and size % 2 == 1 and own[0] == own[1] <= size
-
-
-def fold_branch(
-    module: nn.Module, kernel: torch.Tensor, bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Kernel and bias of a convolution site with its fused conv branch folded in.
-
-    For a site module that declares ``fuses_relaxation_branch = True`` and computes
-    ``conv2d(x, kernel, bias, padding=kernel_size // 2)``: returns
-    ``(kernel + s W, bias + s b)`` where ``(W, b)`` is the attached branch's convolution (zero
-    padded to the site's kernel size), so that one convolution computes
-    ``f_e(x) + s g(x)``; the kernel and bias unchanged when no fused branch is attached (a
-    projected model computes exactly the base function). Records the branch's kernel
-    penalties in regularised training passes, as the forward hook does for other branches.
-    """
-    branch = getattr(module, BRANCH_ATTRIBUTE, None)
-    if branch is None or not branch.fused:
-        return kernel, bias
-    conv = branch.layers[0]
-    if _records_penalty(branch):
-        branch.last_penalty = branch.step_penalties(None, None)
-    weight = conv.weight
-    pad = (kernel.shape[-1] - weight.shape[-1]) // 2
-    if pad:
-        weight = nn.functional.pad(weight, (pad, pad, pad, pad))
-    kernel = kernel + branch.scale * weight
-    if conv.bias is not None:
-        bias = branch.scale * conv.bias if bias is None else bias + branch.scale * conv.bias
-    return kernel, bias

@@ -171,6 +171,20 @@ class VectorChannelsRep:
         """Every column moves (see :meth:`IrrepsRep.moving`)."""
         return None, self
 
+    def component_major_columns(self) -> tuple[int, ...]:
+        """The column of this layout held at each position of the *component-major*
+        flattening (``[..., 3, C]`` reshaped to ``[..., 3C]``): position ``C i + c`` holds
+        column ``3 c + i``. The ``columns_in`` / ``columns_out`` of a branch reading such
+        features (:func:`~zoo.relax.sites.add_branch_output_in_order`)."""
+        return _component_major_columns(self.channels)
+
+
+@functools.cache
+def _component_major_columns(channels: int) -> tuple[int, ...]:
+    # Cached: a site asks for it in every forward pass, and branches key their index tensors
+    # on it.
+    return tuple(3 * c + i for i in range(3) for c in range(channels))
+
 
 @dataclass(frozen=True)
 class FiniteGroupRep:
