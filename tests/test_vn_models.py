@@ -14,7 +14,7 @@ import torch
 import zoo
 from zoo import relax
 from zoo.models import vn_kernels
-from zoo.models.vn_layers import VNBatchNorm, VNEdgeLinear, VNStdFeature
+from zoo.models.vn_layers import VNBatchNorm, VNEdgeLinear, VNSite, VNStdFeature
 from zoo.relax import VectorChannelsRep, lie_derivative_penalty
 from zoo.testing import equivariance_report
 
@@ -355,3 +355,14 @@ def test_component_major_branches_match_the_hooked_path(arch, form):
             error = float((grad - grads_hooked[name]).abs().max())
             assert error <= 1e-9 * scale + 1e-12, (name, error, scale)
     assert direct[0][2] > 0 and direct[1][2] == 0  # terms in the first step only
+
+
+def test_a_backward_hook_on_a_site_is_honoured():
+    """A site with only a backward hook is still called as a module (not bypassed), so the
+    user's hook runs, as it would on any torch module."""
+    model = zoo.create_model("vn-pointnet", "tiny")
+    site = next(m for m in model.modules() if isinstance(m, VNSite))
+    calls = []
+    site.register_full_backward_hook(lambda module, grad_in, grad_out: calls.append(1))
+    model(torch.randn(2, 16, 3))["logits"].sum().backward()
+    assert calls

@@ -40,7 +40,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.modules import module as _module
 
 from zoo.models.base import GroupElement, RelaxationSite, ZooModel
 from zoo.models.vn_kernels import (
@@ -56,16 +55,8 @@ from zoo.relax.sites import (
     add_branch_output_in_order,
     add_branch_outputs_in_order,
     branch_reads_any_order,
+    has_hooks,
 )
-
-
-def _observed(module: nn.Module) -> bool:
-    """Whether calling ``module`` runs hooks (a relaxation branch, diagnostics, a user's): such
-    a site must be called on its declared input rather than bypassed."""
-    return bool(
-        module._forward_hooks or module._forward_pre_hooks
-        or _module._global_forward_hooks or _module._global_forward_pre_hooks
-    )
 
 
 def _columns(channels: int) -> tuple[int, ...]:
@@ -120,7 +111,7 @@ class VNSite(nn.Module):
         so every hook sees the site's declared input; the product is the same, bitwise.
         """
         v = v.contiguous()
-        if not _observed(self):
+        if not has_hooks(self):
             return vn_matmul(self.matrix(), v, shared_tail, component_major=True)
         if not _needs_channel_major(self, shared_tail):
             out = vn_matmul(self.matrix(), v, shared_tail, component_major=True)
@@ -210,7 +201,7 @@ def apply_sites(
     ``[..., 3, C_out]``; those called on the channel-major input (see
     :meth:`VNSite.component_major`) share one copy of it."""
     v = v.contiguous()
-    if all(_observed(s) and not _needs_channel_major(s, shared_tail) for s in sites):
+    if all(has_hooks(s) and not _needs_channel_major(s, shared_tail) for s in sites):
         # Every site adds its own branch: together, so that low-rank branches share one
         # product with the input (see add_branch_outputs_in_order).
         outputs = [vn_matmul(s.matrix(), v, shared_tail, component_major=True) for s in sites]
@@ -220,7 +211,7 @@ def apply_sites(
             3 * shared_tail,
         )
         return [r.view(out.shape) for r, out in zip(results, outputs, strict=True)]
-    copy = any(_observed(s) and _needs_channel_major(s, shared_tail) for s in sites)
+    copy = any(has_hooks(s) and _needs_channel_major(s, shared_tail) for s in sites)
     flat = v.transpose(-1, -2).flatten(-2) if copy else None
     return [site.component_major(v, shared_tail, flat) for site in sites]
 

@@ -128,6 +128,18 @@ def _record_shared_input_penalties(
         branch.last_penalty = branch._times_every(terms)
 
 
+def has_hooks(module: nn.Module, *, besides_own_forward_hooks: bool = False) -> bool:
+    """Whether calling ``module`` runs any hook: its forward hooks (unless told to leave them
+    out), its pre-forward or backward hooks, or global ones. A site with hooks must be called as
+    declared, not bypassed."""
+    own = () if besides_own_forward_hooks else (module._forward_hooks,)
+    return any(bool(hooks) for hooks in (
+        *own, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks,
+        _module._global_forward_hooks, _module._global_forward_pre_hooks,
+        _module._global_backward_hooks, _module._global_backward_pre_hooks,
+    ))
+
+
 def branch_reads_any_order(module: nn.Module, shared_columns: int = 0) -> bool:
     """Whether a site may add its branch itself with :func:`add_branch_output_in_order`
     instead of being called with its hooks: the branch's :func:`add_branch_output` is the only
@@ -137,12 +149,8 @@ def branch_reads_any_order(module: nn.Module, shared_columns: int = 0) -> bool:
     if not isinstance(branch, RelaxedBranch) or not branch.reads_any_order(shared_columns):
         return False
     hooks = module._forward_hooks.values()
-    others = (
-        module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
-        or _module._global_forward_hooks or _module._global_forward_pre_hooks
-        or _module._global_backward_hooks or _module._global_backward_pre_hooks
-    )
-    return not others and len(hooks) == 1 and next(iter(hooks)) is add_branch_output
+    return (not has_hooks(module, besides_own_forward_hooks=True) and len(hooks) == 1
+            and next(iter(hooks)) is add_branch_output)
 
 
 def can_fuse(module: nn.Module, branch: RelaxedBranch) -> bool:
