@@ -230,6 +230,8 @@ CONTROLLER_CASES = {
     "ace": ("ace", {"eta_p": 0.05, "eta_d": 0.05}),
     "ace-resilient": ("ace", {"eta_p": 0.05, "eta_d": 0.05, "form": "resilient", "u_init": 0.1}),
     "recm": ("recm", {"beta": 0.3, "eta": 0.1, "kappa": 0.5}),
+    "recm-relative": ("recm", {"beta": 0.3, "eta": 0.1, "kappa": 1.5, "demand": "relative",
+                               "threshold": 0.1}),
 }
 
 
@@ -256,7 +258,8 @@ def test_controller_state_round_trip(case: str) -> None:
         if options.get("form") == "resilient":
             assert all(u != options["u_init"] for u in state["slacks"])
     if method == "recm":
-        assert set(state) == {"levels", "states"}
+        relative = options.get("demand") == "relative"
+        assert set(state) == {"levels", "states"} | ({"magnitudes"} if relative else set())
         assert all(h != 0 for h in state["states"])
 
     fresh = make_toy(method, seed=1, extra_layers=1)
@@ -369,3 +372,61 @@ def test_recm_keeps_level_under_planted_breaking() -> None:
     controller.attach(model)
     train(model, controller, toy_target(1.0), steps=STEPS, lr=0.05, betas=RECM_ADAM_BETAS)
     assert all(level > 0.1 for level in controller.levels()), controller.state_dict()
+
+
+# With demand="relative" (measured as in the module docstring): symmetric data holds the level
+# at 1 - threshold while the regulariser's shrinking of g leaves a consistent residual for the
+# branch, then the trunk absorbs the map and the level reaches 0 by step ~1000; the planted
+# breaking keeps the consistency at 1.00 and the level at 1 - threshold = 0.8.
+RECM_RELATIVE_OPTIONS = {"beta": 0.02, "eta": 0.05, "kappa": 1.0, "demand": "relative",
+                         "threshold": 0.2}
+
+
+def test_recm_relative_demand_returns_to_zero_on_symmetric_data() -> None:
+    """The consistency of the demand, not its size, drives the level: still 0 at the end."""
+    model = make_toy("recm")
+    controller = RECMController(**RECM_RELATIVE_OPTIONS)
+    controller.attach(model)
+    train(model, controller, toy_target(0.0), steps=2 * STEPS, lr=0.05, betas=RECM_ADAM_BETAS)
+    assert controller.levels() == [0.0], controller.state_dict()
+
+
+def test_recm_relative_demand_keeps_level_under_planted_breaking() -> None:
+    """Planted breaking: every batch asks for the branch, so the level sits at 1 - threshold."""
+    model = make_toy("recm")
+    controller = RECMController(**RECM_RELATIVE_OPTIONS)
+    controller.attach(model)
+    train(model, controller, toy_target(1.0), steps=2 * STEPS, lr=0.05, betas=RECM_ADAM_BETAS)
+    (level,), (state,), (magnitude,) = (controller.levels(), controller.states,
+                                        controller.magnitudes)
+    assert state / magnitude > 0.95, controller.state_dict()
+    assert level == pytest.approx(0.8, abs=0.02), controller.state_dict()
+
+
+def test_recm_relative_demand_is_scale_free() -> None:
+    """Multiplying the loss by 1000 leaves the levels where they were (to rounding)."""
+    levels = []
+    for factor in (1.0, 1000.0):
+        model = make_toy("recm")
+        controller = RECMController(**RECM_RELATIVE_OPTIONS)
+        controller.attach(model)
+        # SGD: its steps scale with the loss, so only the controller is compared.
+        for b in relax.branches(model):
+            b.scale.grad = torch.tensor(-0.3 * factor, dtype=torch.float64)
+        controller.on_before_optimizer_step()
+        for b in relax.branches(model):
+            b.scale.grad = torch.tensor(0.1 * factor, dtype=torch.float64)
+        controller.on_before_optimizer_step()
+        levels.append(controller.levels())
+    assert levels[0] == pytest.approx(levels[1], rel=1e-12)
+
+
+def test_recm_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="demand must be one of"):
+        RECMController(demand="loud")
+    with pytest.raises(ValueError, match="threshold applies to demand='relative' only"):
+        RECMController(threshold=0.1)
+    controller = RECMController(demand="relative")
+    controller.attach(make_toy("recm"))
+    with pytest.raises(ValueError, match="resume with the same controller options"):
+        controller.load_state_dict({"levels": [1.0], "states": [0.0]})

@@ -217,37 +217,96 @@ class RECMController(LevelController):
     expected demand vanishes where the equivariant trunk is stationary, so the pull
     ``kappa s_l`` takes the level to 0; a layer that needs symmetry breaking keeps a level
     where demand and pull balance.
+
+    Parameters
+    ----------
+    beta
+        Rate of the moving averages of the demand (and of its magnitude).
+    eta
+        Step size of the level.
+    kappa
+        Strength of the pull back to equivariance.
+    s_max
+        Upper clip of the level.
+    demand
+        ``"raw"`` (default): the demand itself drives the level, as above. ``"relative"``: its
+        *consistency* ``h_l / m_l`` drives it, ``m_l`` the moving average of ``|d_l|``::
+
+            m_l <- (1 - beta) m_l + beta |d_l|
+            s_l <- clip(s_l + eta (h_l / m_l - threshold - kappa s_l), 0, s_max)
+
+        The raw demand scales with the loss's gradient and with ``||g_l(x)||``, which the norm
+        regulariser shrinks, so on a real task it is orders of magnitude below any fixed pull
+        and the level dies within the first epoch whatever the data (SEGNN N-body: a factor
+        ``(1 - eta kappa)`` a step, issue 17). The consistency is scale-free, in ``[-1, 1]``: 1
+        when every recent batch asks for more branch, about 0 when the demand is noise around
+        a zero mean, which is what a symmetric distribution gives once the trunk is
+        stationary, so the theorem's property is kept. ``threshold`` is the consistency that
+        noise alone is allowed (the level rises only above it); with rate ``beta`` a random
+        sign averages to a standard deviation of ``sqrt(beta / (2 - beta))`` (0.1 at
+        ``beta = 0.02``). The level settles at ``(consistency - threshold) / kappa``.
+    threshold
+        See ``demand``; only with ``"relative"``.
     """
 
     method = "recm"
+    DEMANDS = ("raw", "relative")
 
     def __init__(
-        self, beta: float = 0.1, eta: float = 0.25, kappa: float = 0.3, s_max: float = 1.0
+        self,
+        beta: float = 0.1,
+        eta: float = 0.25,
+        kappa: float = 0.3,
+        s_max: float = 1.0,
+        demand: str = "raw",
+        threshold: float = 0.0,
     ) -> None:
         super().__init__()
+        if demand not in self.DEMANDS:
+            raise ValueError(f"RECM demand must be one of {self.DEMANDS}, got {demand!r}")
+        if threshold and demand != "relative":
+            raise ValueError("RECM threshold applies to demand='relative' only")
         self.beta, self.eta, self.kappa, self.s_max = beta, eta, kappa, s_max
+        self.demand, self.threshold = demand, threshold
         self.states: list[float] = []
+        self.magnitudes: list[float] = []
 
     def attach(self, model: nn.Module) -> None:
         super().attach(model)
         self.states = [0.0] * len(self.branches)
+        self.magnitudes = [0.0] * len(self.branches)
+
+    def signal(self, i: int) -> float:
+        """What drives branch ``i``'s level: the averaged demand, or its consistency."""
+        if self.demand == "raw":
+            return self.states[i]
+        magnitude = self.magnitudes[i]
+        return self.states[i] / magnitude - self.threshold if magnitude > 0 else -self.threshold
 
     @torch.no_grad()
     def on_before_optimizer_step(self) -> None:
         for i, branch in enumerate(self.branches):
             demand = 0.0 if branch.scale.grad is None else -float(branch.scale.grad)
-            h = (1.0 - self.beta) * self.states[i] + self.beta * demand
-            s = branch.level + self.eta * (h - self.kappa * branch.level)
+            self.states[i] = (1.0 - self.beta) * self.states[i] + self.beta * demand
+            self.magnitudes[i] = (1.0 - self.beta) * self.magnitudes[i] + self.beta * abs(demand)
+            s = branch.level + self.eta * (self.signal(i) - self.kappa * branch.level)
             branch.level = min(max(s, 0.0), self.s_max)
-            self.states[i] = h
             branch.scale.grad = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"levels": self.levels(), "states": list(self.states)}
+        state = {"levels": self.levels(), "states": list(self.states)}
+        if self.demand == "relative":
+            state["magnitudes"] = list(self.magnitudes)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.states = list(state["states"])
+        if self.demand == "relative":
+            if "magnitudes" not in state:
+                raise ValueError("this RECM state has no 'magnitudes': it was saved by a run "
+                                 "with demand='raw'; resume with the same controller options")
+            self.magnitudes = list(state["magnitudes"])
 
 
 CONTROLLERS: dict[str, type[LevelController]] = {

@@ -96,6 +96,10 @@ class RECMControllerSection(Section):
     eta: float = Field(0.25, gt=0.0)
     kappa: float = Field(0.3, ge=0.0)
     s_max: float = Field(1.0, gt=0.0)
+    # "relative": the demand's consistency drives the level, less a noise threshold
+    # (RECMController); "raw" is the reconstruction as first documented.
+    demand: Literal["raw", "relative"] = "raw"
+    threshold: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 _CONTROLLERS: dict[str, type[Section]] = {
