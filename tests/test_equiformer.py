@@ -75,11 +75,13 @@ def test_equivariance_on_real_aspirin_tiny(tiny, aspirin) -> None:
 
 
 @pytest.mark.data
-def test_equivariance_on_real_aspirin_small(aspirin) -> None:
-    model = _model("small")
+@pytest.mark.parametrize("preset", ["small", "small-l1", "medium-l1"])
+def test_equivariance_on_real_aspirin_trained_presets(aspirin, preset: str) -> None:
+    """The presets recipes train (tiny has its own test): one frame, float64."""
+    model = _model(preset)
     batch = frames_to_batch(aspirin[:1], dtype=torch.float64)
     report = equivariance_report(model, inputs=batch)
-    print("small, 1 aspirin frame:", {k: f"{v:.1e}" for k, v in report.items()})
+    print(f"{preset}, 1 aspirin frame:", {k: f"{v:.1e}" for k, v in report.items()})
     assert max(report.values()) < 1e-10, report
 
 

@@ -58,6 +58,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         radial_hidden=32, irreps_head="16x0e+8x1e", num_heads=2,
         irreps_mlp_mid="64x0e+32x1e", irreps_feature="64x0e",
     ),
+    # ``small-l1`` at twice the width: 277k parameters for ~1.5x its CPU cost per step, because
+    # at these sizes a step is dominated by per-edge work that does not grow with the channels.
+    # ``small-l1`` aspirin stalls with train force MAE ~ test MAE (capacity-bound), see issue 13.
+    "medium-l1": dict(
+        irreps_node="64x0e+32x1e", num_layers=2, lmax=1, num_basis=16,
+        radial_hidden=64, irreps_head="32x0e+16x1e", num_heads=2,
+        irreps_mlp_mid="128x0e+64x1e", irreps_feature="128x0e",
+    ),
     "tiny": dict(
         irreps_node="8x0e+4x1e+2x2e", num_layers=2, lmax=2, num_basis=8,
         radial_hidden=8, irreps_head="4x0e+2x1e+2x2e", num_heads=2,
