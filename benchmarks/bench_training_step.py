@@ -23,7 +23,9 @@ decides which recipes a CPU session can train (see the session notes).
     python benchmarks/bench_training_step.py                  # every case
     python benchmarks/bench_training_step.py --only vn-       # a subset, by name prefix
 
-Writes ``benchmarks/results/training_step.json`` (``--output`` elsewhere).
+Writes ``benchmarks/results/training_step.json`` (``--output`` elsewhere). With ``--only``, the
+measured rows replace their namesakes in an existing file and its other rows are kept: every row
+says when it was measured, and ``machine`` lists each contributing run's machine and load.
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ from benchmarks._machine import machine  # noqa: E402
 CASES = [  # (architecture, preset, kind, the recipe's branch form)
     ("egnn", "nbody", "nbody", "linear"),
     ("segnn", "nbody", "nbody", "linear"),
-    ("vn-pointnet", "small", "points", "linear"),
-    ("vn-dgcnn", "small", "points", "linear"),
-    ("vn-pointnet", "modelnet40", "points", "linear"),
-    ("vn-dgcnn", "modelnet40", "points", "linear"),
+    ("vn-pointnet", "small", "points", "lowrank"),
+    ("vn-dgcnn", "small", "points", "lowrank"),
+    ("vn-pointnet", "modelnet40", "points", "lowrank"),
+    ("vn-dgcnn", "modelnet40", "points", "lowrank"),
     ("smoke-conv", "smoke", "smoke", "conv"),
     ("smoke-equiv", "smoke", "smoke", "conv"),
     ("equiformer", "small", "molecules", "mlp"),
@@ -164,6 +166,24 @@ def time_case(models: dict[str, torch.nn.Module], options: dict[str, dict], inpu
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
+def merged_with_earlier(
+    path: Path, this_run: dict[str, Any], rows: list[dict[str, Any]], only: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The machines and rows to write: with ``--only``, an existing file's rows for the cases
+    not measured now are kept (in ``CASES`` order), and its machines with them."""
+    if not only or not path.is_file():
+        return [this_run], rows
+    earlier = json.loads(path.read_text())
+    machines = earlier.get("machine") or []
+    machines = [machines] if isinstance(machines, dict) else list(machines)
+    measured = {(row["architecture"], row["preset"]) for row in rows}
+    kept = [row for row in earlier.get("rows", [])
+            if (row["architecture"], row["preset"]) not in measured]
+    order = {(case[0], case[1]): i for i, case in enumerate(CASES)}
+    merged = sorted(kept + rows, key=lambda r: order.get((r["architecture"], r["preset"]), 1e9))
+    return machines + [this_run], merged
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,6 +196,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     started_on = machine(1)
+    today = time.strftime("%Y-%m-%d")
 
     rows = []
     for architecture, preset, kind, form in CASES:
@@ -184,7 +205,8 @@ def main() -> int:
         inputs, loss_fn = batch_and_loss(kind, torch.Generator().manual_seed(0))
         models, options = build_variants(architecture, preset, kind, form)
         seconds = time_case(models, options, inputs, loss_fn, args.repeats, args.min_seconds)
-        row: dict[str, Any] = {"architecture": architecture, "preset": preset}
+        row: dict[str, Any] = {"architecture": architecture, "preset": preset,
+                               "measured": today}
         for name, model in models.items():
             row["parameters_" + name] = sum(p.numel() for p in model.parameters())
             row[name] = round(seconds[name], 4)
@@ -199,8 +221,11 @@ def main() -> int:
         print(f"{architecture:12s} {preset:11s} standard {row['standard']:.3f} s   {ratios}",
               flush=True)
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
+    this_run = {**started_on, "load_average_at_end": load_end, "date": today,
+                "only": args.only or None}
+    machines, rows = merged_with_earlier(args.output, this_run, rows, args.only)
     args.output.write_text(json.dumps({
-        "machine": {**started_on, "load_average_at_end": load_end},
+        "machine": machines,
         "unit": "CPU seconds per step (median over rounds)",
         "fast_options": FAST,
         "rows": rows,
