@@ -359,3 +359,37 @@ def test_issue_acceptance_50_frames_3_epochs(ethanol, tmp_path):
     rc, out, _ = _cli(["verify", "out"], tmp_path)
     assert rc == 0 and "metrics match the card" in out
     assert evaluate_energy_forces(model, ethanol.other)["energy_mae"] < 1000.0
+
+
+def test_fine_tuned_card_counts_every_stage_of_the_lineage():
+    """A model fine-tuned from a published one records the parent's training stages; its card
+    gives the CPU-hours of all stages and lists every segment of each, oldest first."""
+    from zoo.train.card import cost_text, history_text, total_cpu_hours
+    from zoo.train.parent import parent_record, training_lineage
+
+    parent = parent_record(BASE)
+    published = json.loads((model_cards_dir() / BASE_FOLDER / "config.json").read_text())
+    (stage,) = parent["lineage"]
+    assert stage["name"] == BASE_FOLDER
+    assert stage["cpu_hours"] == published["training"]["cpu_hours"]
+    assert stage["segments"] == published["training"]["segments"]
+
+    info = {"wall_time_s": 600.0, "cpu_hours": 0.25, "parent": parent, "command": "zoo train x",
+            "segments": [{"command": "zoo train x", "started": "2026-12-07T10:00"},
+                         {"command": "zoo train x --resume", "started": "2026-12-07T11:00"}]}
+    total = 0.25 + stage["cpu_hours"]
+    assert total_cpu_hours(info) == pytest.approx(total)
+    assert f"0.25 CPU-hours in this run and {total:.2f} in total" in cost_text(info)
+    history = history_text(info)
+    assert f"`{BASE_FOLDER}`: {stage['epochs']} epochs" in history
+    first = stage["segments"][0]["command"]
+    assert history.index(first) < history.index("This run (2 segments")
+    assert history.count("`zoo train x") == 2
+
+    # A grandchild inherits both stages.
+    child_config = {"training": {**info, "epochs": 3}}
+    lineage = training_lineage(child_config, "child")
+    assert [s["name"] for s in lineage] == [BASE_FOLDER, "child"]
+    # No recorded cost (e.g. a converted model): no lineage, and the card says nothing more.
+    assert training_lineage({"training": {"epochs": 3}}, "x") == []
+    assert cost_text({"wall_time_s": 60.0, "cpu_hours": 0.1}).endswith("0.10 CPU-hours in total")

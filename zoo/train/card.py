@@ -128,22 +128,61 @@ def branch_text(relaxation: Any) -> str:
     return text
 
 
+def _earlier_stages(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs before this one (a fine-tuned model's parent and its own parents)."""
+    return list((info.get("parent") or {}).get("lineage") or [])
+
+
+def total_cpu_hours(info: dict[str, Any]) -> float | None:
+    """CPU-hours of this run and of every earlier stage it was fine-tuned from (``None`` where
+    one of them is unknown)."""
+    hours = [info.get("cpu_hours"), *(s.get("cpu_hours") for s in _earlier_stages(info))]
+    return None if any(h is None for h in hours) else sum(hours)
+
+
 def cost_text(info: dict[str, Any]) -> str:
-    """Wall time and CPU-hours over every segment of the run."""
+    """Wall time and CPU-hours over every segment of the run (and of its earlier stages)."""
     text = f"wall time {info['wall_time_s'] / 60:.1f} min"
-    if info.get("cpu_hours") is not None:
-        text += f", {info['cpu_hours']:.2f} CPU-hours in total"
-    return text
+    if info.get("cpu_hours") is None:
+        return text
+    earlier, total = _earlier_stages(info), total_cpu_hours(info)
+    if not earlier:
+        return text + f", {info['cpu_hours']:.2f} CPU-hours in total"
+    if total is None:
+        return text + (f", {info['cpu_hours']:.2f} CPU-hours in this run (the earlier stages' "
+                       "cost is not recorded)")
+    return text + (f", {info['cpu_hours']:.2f} CPU-hours in this run and {total:.2f} in total "
+                   f"with the {len(earlier)} earlier stage{'s' if len(earlier) > 1 else ''} "
+                   "listed below")
+
+
+def _segment_lines(segments: list[dict[str, Any]], indent: str) -> list[str]:
+    return [f"{indent}{i}. `{seg['command']}`" + (f" ({seg['started']})" if seg.get("started")
+                                                  else "")
+            for i, seg in enumerate(segments, 1)]
 
 
 def history_text(info: dict[str, Any]) -> str:
-    """The command of every training segment (a resumed run has several)."""
+    """The command of every training segment (a resumed run has several), after those of the
+    earlier stages a fine-tuned model comes from."""
+    lines = []
+    earlier = _earlier_stages(info)
+    if earlier:
+        lines.append("- Earlier stages, oldest first (this run started from the last one's "
+                     "weights):")
+        for stage in earlier:
+            hours = stage.get("cpu_hours")
+            cost = f", {hours:.2f} CPU-hours" if hours is not None else ""
+            lines.append(f"  - `{stage['name']}`: {stage.get('epochs')} epochs{cost}, "
+                         f"{len(stage['segments'])} segment(s):")
+            lines += _segment_lines(stage["segments"], "    ")
     segments = info.get("segments") or [{"command": info["command"]}]
-    if len(segments) == 1:
+    if len(segments) == 1 and not earlier:
         return f"- Command: `{segments[0]['command']}`"
-    lines = [f"- Run history ({len(segments)} segments, resumed from checkpoints):"]
-    lines += [f"  {i}. `{seg['command']}` ({seg.get('started', '')})"
-              for i, seg in enumerate(segments, 1)]
+    title = "This run" if earlier else "Run history"
+    lines.append(f"- {title} ({len(segments)} segment{'s' if len(segments) > 1 else ''}, "
+                 "resumed from checkpoints):" if len(segments) > 1 else f"- {title}:")
+    lines += _segment_lines(segments, "  ")
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["base_config", "inherited_relaxation", "parent_record"]
+__all__ = ["base_config", "inherited_relaxation", "parent_record", "training_lineage"]
 
 
 def _resolve(init_from: str | os.PathLike[str]):
@@ -78,7 +78,23 @@ def parent_record(init_from: str | os.PathLike[str] | nn.Module) -> dict[str, An
         record["folder"] = str(resolved.folder.resolve())
     if str(init_from) != resolved.name:
         record["requested"] = str(init_from)
+    lineage = training_lineage(config, resolved.name)
+    if lineage:
+        record["lineage"] = lineage
     return record
+
+
+def training_lineage(config: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The training stages that made the model of ``config``, oldest first: its parent's
+    lineage, then its own run (name, epochs, CPU-hours, segments). ``[]`` where the config
+    records no training cost (e.g. a model converted from elsewhere)."""
+    training = config.get("training") or {}
+    if training.get("cpu_hours") is None:
+        return []
+    earlier = list((training.get("parent") or {}).get("lineage") or [])
+    segments = training.get("segments") or [{"command": training.get("command")}]
+    return [*earlier, {"name": name, "epochs": training.get("epochs"),
+                       "cpu_hours": training["cpu_hours"], "segments": segments}]
 
 
 def inherited_relaxation(config: dict[str, Any], method: str | None = None) -> dict[str, Any]:
