@@ -17,6 +17,7 @@ from zoo.hub.checkpoint import file_hashes
 from zoo.hub.pretrained import read_index
 from zoo.tasks import get_task, list_datasets
 from zoo.train.compare import publish_family
+from zoo.train.export import read_metrics
 from zoo.train.recipe import load_recipe, recipe_defaults, validate
 from zoo.train.run import train
 from zoo.verify import verify
@@ -68,6 +69,10 @@ def test_nbody_run_exports_the_best_epoch(nbody_runs):
         f"level/{i}" for i in range(len(zoo.create_model("egnn", "tiny").relaxation_sites()))
     }
     assert config["training"]["selected_epoch"] in (0, 1)
+    # The validation recorded is that of the exported (selected) epoch: seeds are chosen on it.
+    logged = dict(read_metrics(nbody_runs[2] / "logs" / "metrics.csv")["val/mse"])
+    assert config["validation"]["val/mse"] == logged[config["training"]["selected_epoch"]]
+    assert logged[config["training"]["selected_epoch"]] == min(logged.values())
     assert config["metrics_before_projection"]["mse"] > 0
     assert config["equivariance_error"]["float64"] < 1e-12
     model = zoo.load(str(nbody_runs[2] / "export"))

@@ -73,6 +73,13 @@ def plot_training(metrics: dict[str, list[tuple[int, float]]], path: Path, title
     plt.close(fig)
 
 
+def _at_epoch(series: list[tuple[int, float]], epoch: int | None) -> float:
+    """The value a per-epoch series logged at ``epoch`` (its last, for ``None`` or a missing
+    epoch)."""
+    values = [value for e, value in series if e == epoch]
+    return values[-1] if values else series[-1][1]
+
+
 def export_run(
     model,
     task: Task,
@@ -114,7 +121,10 @@ def export_run(
     plot_training(metrics, folder / "training_curves.png", recipe.name)
     task.card.write_figures(model, test_data, folder, recipe)
     final_levels = {k: v[-1][1] for k, v in metrics.items() if k.startswith("level/")}
-    final_validation = {k: v[-1][1] for k, v in metrics.items() if k.startswith("val/")}
+    # The validation metrics of the exported weights: the selected epoch's where the run keeps
+    # its best epoch (model selection reads these), else the last epoch's.
+    final_validation = {k: _at_epoch(v, training_info.get("selected_epoch"))
+                        for k, v in metrics.items() if k.startswith("val/")}
     r = recipe.relaxation
     relaxation = {"method": r.method}
     if r.method != "none":
