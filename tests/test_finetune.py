@@ -386,6 +386,12 @@ def test_fine_tuned_card_counts_every_stage_of_the_lineage():
     assert history.index(first) < history.index("This run (2 segments")
     assert history.count("`zoo train x") == 2
 
+    from zoo.tasks.card_text import epochs_text, total_epochs
+
+    assert epochs_text({**info, "epochs": 3}) == f"{stage['epochs']} + 3 epochs"
+    assert total_epochs({**info, "epochs": 3}) == stage["epochs"] + 3
+    assert epochs_text({"epochs": 3}) == "3 epochs"
+
     # A grandchild inherits both stages.
     child_config = {"training": {**info, "epochs": 3}}
     lineage = training_lineage(child_config, "child")

@@ -7,7 +7,7 @@ puts it between the parts every card has (front matter, title, training, fine-tu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
@@ -117,3 +117,20 @@ class CardSections:
     show_parent: bool = False
     results_title: str = "Results (test split, held out)"
     energy_model: bool = False
+
+
+def earlier_stages(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs before this one (a fine-tuned model's parent and its own parents), oldest
+    first, from the training record of an export (``zoo.train.parent.training_lineage``)."""
+    return list((info.get("parent") or {}).get("lineage") or [])
+
+
+def total_epochs(info: dict[str, Any]) -> int:
+    """Epochs of this run and of every earlier stage it was fine-tuned from."""
+    return info["epochs"] + sum(s.get("epochs") or 0 for s in earlier_stages(info))
+
+
+def epochs_text(info: dict[str, Any]) -> str:
+    """``"60 epochs"``, or ``"575 + 60 epochs"`` for a run that continued an earlier stage."""
+    earlier = [str(s.get("epochs") or "?") for s in earlier_stages(info)]
+    return " + ".join([*earlier, str(info["epochs"])]) + " epochs"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from zoo.tasks.card_text import METHOD_NAMES
+from zoo.tasks.card_text import METHOD_NAMES, earlier_stages
 
 if TYPE_CHECKING:
     from zoo.tasks.base import Task
@@ -128,15 +128,10 @@ def branch_text(relaxation: Any) -> str:
     return text
 
 
-def _earlier_stages(info: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs before this one (a fine-tuned model's parent and its own parents)."""
-    return list((info.get("parent") or {}).get("lineage") or [])
-
-
 def total_cpu_hours(info: dict[str, Any]) -> float | None:
     """CPU-hours of this run and of every earlier stage it was fine-tuned from (``None`` where
     one of them is unknown)."""
-    hours = [info.get("cpu_hours"), *(s.get("cpu_hours") for s in _earlier_stages(info))]
+    hours = [info.get("cpu_hours"), *(s.get("cpu_hours") for s in earlier_stages(info))]
     return None if any(h is None for h in hours) else sum(hours)
 
 
@@ -145,7 +140,7 @@ def cost_text(info: dict[str, Any]) -> str:
     text = f"wall time {info['wall_time_s'] / 60:.1f} min"
     if info.get("cpu_hours") is None:
         return text
-    earlier, total = _earlier_stages(info), total_cpu_hours(info)
+    earlier, total = earlier_stages(info), total_cpu_hours(info)
     if not earlier:
         return text + f", {info['cpu_hours']:.2f} CPU-hours in total"
     if total is None:
@@ -166,7 +161,7 @@ def history_text(info: dict[str, Any]) -> str:
     """The command of every training segment (a resumed run has several), after those of the
     earlier stages a fine-tuned model comes from."""
     lines = []
-    earlier = _earlier_stages(info)
+    earlier = earlier_stages(info)
     if earlier:
         lines.append("- Earlier stages, oldest first (this run started from the last one's "
                      "weights):")

@@ -13,6 +13,7 @@ from zoo.tasks.card_text import (
     CardSections,
     before_projection,
     bibtex,
+    epochs_text,
     model_phrase,
 )
 from zoo.tasks.modelnet40.evaluation import (
@@ -97,7 +98,7 @@ class ModelNet40Card(TaskCard):
         n_points = recipe.data.n_points
         rotated = recipe.training.augment_rotations
         protocol = "SO(3)/SO(3)" if rotated else "I/SO(3)"
-        ours = (f"| **this model**, {protocol} ({info['epochs']} epochs) | measured | "
+        ours = (f"| **this model**, {protocol} ({epochs_text(info)}) | measured | "
                 f"**{test['accuracy']:.4f}** | {test['balanced_accuracy']:.4f} |")
         training_clouds = (
             f"a random {n_points}-point subset and a Haar-random rotation per shape and epoch "
@@ -139,7 +140,7 @@ exactly comparable.""",
 {rows}
 {before}
 The published numbers use 1024 points and 250 epochs (the relaxation paper trains 250 epochs with
-300 points and shows only curves); this model had {info['epochs']} epochs on CPU.{invariance_note}
+300 points and shows only curves); this model had {epochs_text(info)} on CPU.{invariance_note}
 
 ![test confusion matrix](confusion_matrix.png)""",
             equivariance=f"""Largest relative change of the logits over random rotations and

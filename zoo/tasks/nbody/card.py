@@ -11,6 +11,7 @@ from zoo.tasks.card_text import (
     CardSections,
     before_projection,
     bibtex,
+    epochs_text,
     model_phrase,
 )
 
@@ -74,11 +75,11 @@ input frame 30, target frame 40, sampled every 100 steps), generated with fixed 
 (`python -m zoo.data.nbody` regenerates them and checks their checksum).""",
             results=f"""| model | source | test MSE |
 |---|---|---|
-| **this model** ({info['epochs']} epochs) | measured | **{test['mse']:.5f}** |
+| **this model** ({epochs_text(info)}) | measured | **{test['mse']:.5f}** |
 {rows}
 {before}
 The published numbers come from far longer training (EGNN 10,000 epochs, SEGNN 1000, ACE 2000);
-this model had {info['epochs']} epochs on one CPU thread.""",
+this model had {epochs_text(info)} on one CPU thread.""",
             equivariance=f"""Largest relative error over random rotations, reflections,
 translations and particle permutations of real test inputs: float64
 {results['equivariance']['float64']:.2e}, float32 {results['equivariance']['float32']:.2e}.

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.tasks.base import TaskCard
-from zoo.tasks.card_text import ACE_BIBTEX, CR_BIBTEX, CardSections, bibtex, training_sentence
+from zoo.tasks.card_text import (
+    ACE_BIBTEX,
+    CR_BIBTEX,
+    CardSections,
+    bibtex,
+    epochs_text,
+    total_epochs,
+    training_sentence,
+)
 
 if TYPE_CHECKING:
     from zoo.train.recipe_schema import Recipe
@@ -69,7 +77,7 @@ def rmd17_sections(recipe: Recipe, results: dict[str, Any], info: dict[str, Any]
         f"| {name} | {source} | {e:.1f} | {f:.1f} |" for name, source, e, f in
         PUBLISHED.get(d.molecule, [])
     )
-    ours = (f"| **this model** ({info['epochs']} epochs) | measured | "
+    ours = (f"| **this model** ({epochs_text(info)}) | measured | "
             f"**{test['energy_mae']:.2f}** | **{test['forces_mae']:.2f}** |")
     return CardSections(
         task=("energy-and-forces", "Energy and force regression"),
@@ -96,8 +104,8 @@ eV/Å. Training: {d.n_train} frames and validation: {d.n_val} frames drawn with 
 {rows}
 
 The published Equiformer numbers use 1500 epochs of the paper-sized `md17` preset on original MD17;
-this model had {info['epochs']} epochs of the `{preset}` preset
-({info['epochs'] / 1500:.1%} of the paper's epoch budget), so it is not expected to match them.""",
+this model had {epochs_text(info)} of the `{preset}` preset ({total_epochs(info) / 1500:.1%}
+of the paper's epoch budget), so it is not expected to match them.""",
         equivariance=f"""\
 Largest relative error over random rotations, translations and atom permutations of real test
 frames: float64 {equivariance['float64']:.2e}, float32 {equivariance['float32']:.2e}.

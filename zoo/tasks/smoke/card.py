@@ -13,6 +13,7 @@ from zoo.tasks.card_text import (
     CardSections,
     before_projection,
     bibtex,
+    epochs_text,
     model_phrase,
 )
 
@@ -80,7 +81,7 @@ class SmokeCard(TaskCard):
         eq = results["equivariance"]
         rows = "\n".join(f"| {name} | relaxation paper, Table 2 | {future:.2f} | {domain:.2f} |"
                          for name, future, domain in PUBLISHED)
-        ours = (f"| **this model** ({info['epochs']} epochs) | measured | "
+        ours = (f"| **this model** ({epochs_text(info)}) | measured | "
                 f"**{test['rmse_future']:.4f}** | **{test['rmse_domain']:.4f}** |")
         before = before_projection(relaxed, relaxed and (
             f"Future {relaxed['rmse_future']:.4f}, Domain {relaxed['rmse_domain']:.4f}"))
