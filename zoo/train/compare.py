@@ -49,6 +49,13 @@ def _final(run: dict[str, Any], key: str) -> float:
     return curve[-1][1] if curve else math.nan
 
 
+def _validation(run: dict[str, Any], key: str) -> float:
+    """The validation metric of the exported weights: the selected epoch's where the run kept
+    its best epoch (recorded by the export), else the last epoch's."""
+    recorded = (run["config"].get("validation") or {}).get(key)
+    return float(recorded) if recorded is not None else _final(run, key)
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
@@ -66,7 +73,7 @@ def summarize(runs: list[dict[str, Any]], task: Task) -> list[dict[str, Any]]:
         if task.select_on == "test":
             score = [r["config"]["metrics"][task.primary_metric] for r in seeds]
         else:
-            score = [_final(r, task.validation_curve) for r in seeds]
+            score = [_validation(r, task.validation_curve) for r in seeds]
         best = task.best_of(score)
         representative = seeds[0 if math.isnan(best) else score.index(best)]
         stats: dict[str, Any] = {}
@@ -89,7 +96,7 @@ def summarize(runs: list[dict[str, Any]], task: Task) -> list[dict[str, Any]]:
             "selection_score": _mean_std(score)[0],
             "stats": stats,
             "levels": levels,
-            "validation": _mean_std([_final(r, task.validation_curve) for r in seeds]),
+            "validation": _mean_std([_validation(r, task.validation_curve) for r in seeds]),
             "wall_time_min": statistics.fmean(
                 r["config"]["training"]["wall_time_s"] / 60 for r in seeds
             ),
