@@ -196,3 +196,13 @@ def test_one_download_error_for_the_hub_and_the_data():
     assert zoo.data.DownloadError is zoo.data.rmd17_download.DownloadError is DownloadError
     assert zoo.data.fetch.DownloadError is DownloadError
     assert issubclass(DownloadError, ZooError) and issubclass(DownloadError, OSError)
+
+
+def test_record_command_sets_the_description_and_keeps_it_after(fresh):
+    """``python -m zoo.hub.index record FOLDER --description TEXT``; a later record keeps it."""
+    from zoo.hub.index import main
+
+    assert main(["record", str(fresh / "toy.standard"), "--description", "a toy, 1 epoch"]) == 0
+    assert main(["record", str(fresh / "toy.standard")]) == 0
+    [entry] = read_index(fresh / "index.json")
+    assert entry.description == "a toy, 1 epoch"

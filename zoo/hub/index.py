@@ -215,12 +215,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--index", type=Path, help="default: FOLDER/../index.json")
     p.add_argument("--alias", action="append", dest="aliases",
                    help="another name of the model (repeatable; replaces its aliases)")
+    p.add_argument("--description", help="one line for `zoo list` (default: keep the index's)")
     p = sub.add_parser("refresh", help="re-hash every model of CARDS/index.json")
     p.add_argument("cards", type=Path, nargs="?", default=None,
                    help="folder of the model folders and index.json (default: the bundled one)")
     args = parser.parse_args(argv)
     if args.command == "record":
-        entry = record_model(args.folder, index=args.index, aliases=args.aliases)
+        entry = record_model(args.folder, index=args.index, aliases=args.aliases,
+                             description=args.description)
         print(f"recorded {entry.name} ({len(entry.sha256)} files)")
     else:
         from zoo.resources import model_cards_dir

@@ -58,9 +58,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         radial_hidden=32, irreps_head="16x0e+8x1e", num_heads=2,
         irreps_mlp_mid="64x0e+32x1e", irreps_feature="64x0e",
     ),
-    # ``small-l1`` at twice the width: 277k parameters for ~1.5x its CPU cost per step, because
-    # at these sizes a step is dominated by per-edge work that does not grow with the channels.
-    # ``small-l1`` aspirin stalls with train force MAE ~ test MAE (capacity-bound), see issue 13.
+    # ``small-l1`` at twice the width: 3.8x the parameters (277k) for ~1.9x the CPU per aspirin
+    # epoch (80 s against 41 s on one thread), because the cost grows far slower than the
+    # channels at these sizes. ``small-l1`` aspirin is capacity-bound (train force MAE 20.5
+    # against test 23.5 after 258 epochs), see issue 13.
     "medium-l1": dict(
         irreps_node="64x0e+32x1e", num_layers=2, lmax=1, num_basis=16,
         radial_hidden=64, irreps_head="32x0e+16x1e", num_heads=2,

@@ -175,8 +175,8 @@ def history_text(info: dict[str, Any]) -> str:
     if len(segments) == 1 and not earlier:
         return f"- Command: `{segments[0]['command']}`"
     title = "This run" if earlier else "Run history"
-    lines.append(f"- {title} ({len(segments)} segment{'s' if len(segments) > 1 else ''}, "
-                 "resumed from checkpoints):" if len(segments) > 1 else f"- {title}:")
+    lines.append(f"- {title} ({len(segments)} segments, resumed from checkpoints):"
+                 if len(segments) > 1 else f"- {title}:")
     lines += _segment_lines(segments, "  ")
     return "\n".join(lines)
 
