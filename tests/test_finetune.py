@@ -334,6 +334,17 @@ def test_zoo_train_init_from_re_enables_relaxation_and_records_the_parent(ethano
     assert config["training"]["parent"]["name"] == BASE_FOLDER
     assert "CR level stays at 0" in err  # one epoch is too short for the triangle: warned
 
+    # `zoo export` rebuilds the fine-tuned model (the parent's architecture and refitted
+    # reference energies, recorded in the run folder) and its parent record from the run alone.
+    rc, out, err = _cli(["export", "run", "--output", "snapshot"], tmp_path)
+    assert rc == 0, err[-3000:]
+    snapshot = json.loads((tmp_path / "snapshot" / "config.json").read_text())
+    assert snapshot["model_args"] == config["model_args"]
+    assert snapshot["training"]["parent"] == config["training"]["parent"]
+    assert snapshot["training"]["init_from"] == config["training"]["init_from"] == BASE
+    assert (snapshot["files"]["model.safetensors"]["sha256"]
+            == config["files"]["model.safetensors"]["sha256"])
+
 
 def test_data_section_names_what_is_wrong():
     with pytest.raises(RecipeError, match="val_file need"):

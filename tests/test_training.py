@@ -470,3 +470,88 @@ def test_plateau_run_takes_a_final_annealing_stage_on_resume(tmp_path):
 def test_anneal_is_refused_outside_the_plateau_schedule():
     with pytest.raises(RecipeError, match="anneal_start applies to the plateau schedule"):
         load_recipe(SMOKE, {"schedule": {"name": "cosine", "anneal_start": 3}})
+
+
+# --------------------------------------------------------------------------- zoo export
+
+
+def _file_states(run: Path) -> dict[str, int]:
+    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.rglob("*")
+            if p.is_file() and "export" not in p.parts}
+
+
+@pytest.mark.data
+def test_export_of_a_finished_run_is_its_own_export(smoke_run, tmp_path):
+    from zoo.train.snapshot import export_checkpoint
+
+    before = _file_states(smoke_run)
+    folder = export_checkpoint(smoke_run, tmp_path / "snapshot")
+    assert _file_states(smoke_run) == before  # the run folder is only read
+    exported = json.loads((smoke_run / "export" / "config.json").read_text())
+    snapshot = json.loads((folder / "config.json").read_text())
+    # The same weights, projected the same way, measured the same.
+    assert (snapshot["files"]["model.safetensors"]["sha256"]
+            == exported["files"]["model.safetensors"]["sha256"])
+    assert snapshot["metrics"] == exported["metrics"]
+    assert snapshot["metrics_before_projection"] == exported["metrics_before_projection"]
+    assert snapshot["validation"] == exported["validation"]
+    assert snapshot["relaxation"] == exported["relaxation"]
+    training = snapshot["training"]
+    assert training["epochs"] == EPOCHS
+    assert training["cpu_hours"] == exported["training"]["cpu_hours"]
+    assert training["segments"] == exported["training"]["segments"]
+    assert training["snapshot"]["epochs"] == EPOCHS
+    card = (folder / "README.md").read_text()
+    assert f"- Snapshot: exported after {EPOCHS} epochs from the run's checkpoint" in card
+    assert zoo.load(str(folder)).zoo_info["config"]["name"] == "equiformer-smoke"
+
+
+@pytest.mark.data
+def test_export_of_a_run_in_progress_takes_its_finished_epochs(smoke_run, tmp_path, capsys):
+    # A run being trained by another process: the earlier segments' rows kept aside, the current
+    # segment's rows in metrics.csv, and a row of the epoch still in progress (not yet in the
+    # checkpoint). The recipe keeps its best epoch: here epoch 0.
+    run = tmp_path / "live"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("export"))
+    logs = run / "logs"
+    rows = (logs / "metrics.csv").read_text().splitlines()
+    header, body = rows[0], rows[1:]
+    epoch_column = header.split(",").index("epoch")
+    first = [r for r in body if r.split(",")[epoch_column] in ("0", "0.0")]
+    later = [r for r in body if r not in first]
+    (logs / "metrics.earlier.csv").write_text("\n".join([header, *first]) + "\n")
+    in_progress = later[-1].split(",")
+    in_progress[epoch_column] = str(EPOCHS)
+    (logs / "metrics.csv").write_text("\n".join([header, *later, ",".join(in_progress)]) + "\n")
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["training"]["keep"] = "best"
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    best = _ckpt(run)
+    best["epoch"] = 0
+    torch.save(best, run / "checkpoints" / "best.ckpt")
+
+    assert cli_main(["export", str(run), "--threads", "1"]) == 0
+    assert f"model folder: {run / 'export'}" in capsys.readouterr().out
+    config = json.loads((run / "export" / "config.json").read_text())
+    assert config["training"]["epochs"] == EPOCHS  # the epoch in progress is left out
+    assert config["training"]["selected_epoch"] == 0
+    val = read_metrics(smoke_run / "logs" / "metrics.csv")["val/forces_mae_mev"]
+    assert config["validation"]["val/forces_mae_mev"] == pytest.approx(val[0][1])
+    assert "Published weights: epoch 0 (0-based)" in (run / "export" / "README.md").read_text()
+    assert (logs / "metrics.earlier.csv").is_file()  # left for the training process
+
+
+def test_export_without_a_readable_checkpoint_says_what_to_do(tmp_path, monkeypatch, capsys):
+    from zoo.train import snapshot
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert cli_main(["export", str(run)]) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")
+    (run / "recipe.yaml").write_text(Path(SMOKE).read_text())
+    monkeypatch.setattr(snapshot, "READ_PAUSE_S", 0.0)
+    with pytest.raises(snapshot.SnapshotError, match=r"could not be read .* in 5 tries"):
+        snapshot.export_checkpoint(run)
+    assert not (run / "export").exists()

@@ -1,4 +1,5 @@
-"""The ``zoo`` command line: list, info, download, predict, verify, train, finetune, publish."""
+"""The ``zoo`` command line: list, info, download, predict, verify, train, export, finetune,
+publish."""
 
 from __future__ import annotations
 
@@ -195,6 +196,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from zoo.train.snapshot import export_checkpoint
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    folder = export_checkpoint(args.run, args.output)
+    print(f"model folder: {folder} (zoo.load({str(folder)!r}); card {folder / 'README.md'})")
+    return 0
+
+
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from zoo.finetuning import TRAINING_FOLDER, finetune
 
@@ -292,6 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads of this process (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "export",
+        help="export a training run's checkpoint as a model folder, without training (the "
+        "run may still be training in another process)",
+    )
+    p.add_argument("run", help="a zoo train run folder")
+    p.add_argument("--output", help="model folder to write (default <run>/export)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of this process (default: torch's choice)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "finetune",

@@ -5,6 +5,7 @@
     from zoo.train import load_recipe, train
     run = train("equiformer-md17-aspirin.cr", "runs/aspirin-cr", epochs=3)   # run folder
     run = train("smoke.yaml", "runs/ft", init_from="equiformer-md17-aspirin")  # fine-tune
+    folder = export_checkpoint("runs/aspirin-cr")   # a model folder from a run's checkpoint
 
 :func:`zoo.finetune` fine-tunes on the user's own frames. Names are imported on first use, so
 ``import zoo.train`` does not import Lightning.
@@ -17,6 +18,7 @@ from typing import Any
 
 _EXPORTS = {
     "train": "zoo.train.run",
+    "export_checkpoint": "zoo.train.snapshot",
     "ScheduleWarning": "zoo.train.run",
     "load_recipe": "zoo.train.recipe",
     "recipe_defaults": "zoo.train.recipe",

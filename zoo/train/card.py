@@ -173,12 +173,23 @@ def history_text(info: dict[str, Any]) -> str:
             lines += _segment_lines(stage["segments"], "    ")
     segments = info.get("segments") or [{"command": info["command"]}]
     if len(segments) == 1 and not earlier:
-        return f"- Command: `{segments[0]['command']}`"
+        return "\n".join([f"- Command: `{segments[0]['command']}`", *snapshot_lines(info)])
     title = "This run" if earlier else "Run history"
     lines.append(f"- {title} ({len(segments)} segments, resumed from checkpoints):"
                  if len(segments) > 1 else f"- {title}:")
     lines += _segment_lines(segments, "  ")
-    return "\n".join(lines)
+    return "\n".join(lines + snapshot_lines(info))
+
+
+def snapshot_lines(info: dict[str, Any]) -> list[str]:
+    """The card's line for a model exported from a run's checkpoint by ``zoo export`` (no
+    training in that command; the run may have gone on training)."""
+    snapshot = info.get("snapshot")
+    if not snapshot:
+        return []
+    return [f"- Snapshot: exported after {snapshot['epochs']} epochs from the run's checkpoint "
+            f"by `{snapshot['command']}` ({snapshot['exported']}), which trains nothing; the "
+            "CPU-hours above are those spent up to that checkpoint."]
 
 
 def training_section(recipe: Recipe, info: dict[str, Any], levels: dict[str, float]) -> str:

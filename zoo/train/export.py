@@ -17,18 +17,24 @@ if TYPE_CHECKING:
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     """``{metric: [(epoch, value), ...]}`` from Lightning's CSV log (last value per epoch)."""
-    series: dict[str, dict[int, float]] = defaultdict(dict)
     if not path.exists():
         return {}
     with open(path) as f:
-        for row in csv.DictReader(f):
-            if not row.get("epoch"):
+        return metrics_from_rows(list(csv.DictReader(f)))
+
+
+def metrics_from_rows(rows: list[dict[str, str]]) -> dict[str, list[tuple[int, float]]]:
+    """``{metric: [(epoch, value), ...]}`` from the rows of Lightning's CSV log (last value per
+    epoch)."""
+    series: dict[str, dict[int, float]] = defaultdict(dict)
+    for row in rows:
+        if not row.get("epoch"):
+            continue
+        epoch = int(float(row["epoch"]))
+        for key, value in row.items():
+            if key in ("epoch", "step") or value in ("", None):
                 continue
-            epoch = int(float(row["epoch"]))
-            for key, value in row.items():
-                if key in ("epoch", "step") or value in ("", None):
-                    continue
-                series[key][epoch] = float(value)
+            series[key][epoch] = float(value)
     return {k: sorted(v.items()) for k, v in series.items()}
 
 
@@ -88,6 +94,8 @@ def export_run(
     test_data: Any,
     training_info: dict[str, Any],
     relaxed_test: dict[str, Any] | None = None,
+    metrics: dict[str, list[tuple[int, float]]] | None = None,
+    folder: Path | None = None,
 ) -> Path:
     """Verify, evaluate and write ``<run>/export`` (config.json, model.safetensors, README.md).
 
@@ -108,16 +116,21 @@ def export_run(
     relaxed_test
         Test metrics of the model *before* projection (relaxed runs), reported beside the
         projected ones.
+    metrics
+        The run's per-epoch metrics (default: read from ``<run>/logs/metrics.csv``).
+    folder
+        The model folder to write (default ``<run>/export``).
     """
     from zoo.hub.checkpoint import save_pretrained
 
     if relax.branches(model):
         raise ValueError("export needs the projected model: call zoo.relax.project first")
-    folder = run / "export"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = run / "export" if folder is None else folder
     test_metrics = task.evaluate(model, test_data, recipe.training.eval_batch_size)
     equivariance = task.equivariance_errors(model, test_data)
-    metrics = read_metrics(run / "logs" / "metrics.csv")
+    folder.mkdir(parents=True, exist_ok=True)
+    if metrics is None:
+        metrics = read_metrics(run / "logs" / "metrics.csv")
     plot_training(metrics, folder / "training_curves.png", recipe.name)
     task.card.write_figures(model, test_data, folder, recipe)
     final_levels = {k: v[-1][1] for k, v in metrics.items() if k.startswith("level/")}

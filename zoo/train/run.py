@@ -1,8 +1,11 @@
 """``zoo train``: run a recipe end to end (train relaxed, project, verify, evaluate, export).
 
-The run folder holds ``recipe.yaml`` (the merged recipe), ``logs/metrics.csv`` (every metric per
-epoch), ``checkpoints/last.ckpt`` (written every epoch; ``resume=True`` continues from it) and,
-at the end, ``export/`` (the model folder ready for ``zoo.publish``).
+The run folder holds ``recipe.yaml`` (the merged recipe), ``model.json`` (the architecture as
+built) and, when fine-tuned, ``parent.json``, ``segments.json`` (command and hardware of every
+segment), ``logs/metrics.csv`` (every metric per epoch), ``checkpoints/last.ckpt`` (written every
+epoch; ``resume=True`` continues from it) and, at the end, ``export/`` (the model folder ready
+for ``zoo.publish``; ``zoo export`` writes it from the checkpoint at any time, see
+:mod:`zoo.train.snapshot`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
     from zoo.tasks.base import Task
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Files of a run folder beside the recipe: the architecture as built (``model.config()``, which
+#: holds what training does not change, e.g. a fine-tuned model's refitted reference energies),
+#: and the model it was fine-tuned from. ``zoo export`` rebuilds the model from them.
+MODEL_FILE, PARENT_FILE = "model.json", "parent.json"
 
 
 def model_to_train(task: Task, recipe: Recipe, train_data: Any, init_from: Any):
@@ -42,7 +49,12 @@ def model_to_train(task: Task, recipe: Recipe, train_data: Any, init_from: Any):
     the task needs it, or a published one: a name, folder or model object), cast to the recipe's
     dtype, with relaxation branches attached where the recipe asks for them, in training mode."""
     model = task.initial_model(recipe, train_data, init_from)
-    model = model.train().to(_DTYPES[recipe.training.dtype])
+    return attach_relaxation(model.train().to(_DTYPES[recipe.training.dtype]), recipe)
+
+
+def attach_relaxation(model, recipe: Recipe):
+    """``model`` with the recipe's relaxation branches attached (none for ``method: none``), in
+    training mode."""
     r = recipe.relaxation
     if r.method != "none":
         relax.relax(model, r.method, form=r.form, hidden_factor=r.hidden_factor, rank=r.rank,
@@ -121,6 +133,9 @@ def train(
             )
         parent = parent_record(init_from)  # a bad name fails here, before any run folder
     recipe = _with_relaxation(recipe, init_from, relaxation)
+    init_from_text = None if parent is None else (
+        parent["name"] if isinstance(init_from, torch.nn.Module) else str(init_from)
+    )
     task = get_task(recipe.data.dataset)
     warn_short_schedule(recipe)
     run = Path(output or Path("runs") / recipe.name)
@@ -138,7 +153,7 @@ def train(
     command = " ".join(shlex.quote(a) for a in argv)
     run.mkdir(parents=True, exist_ok=True)
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    _append_segment(run, command, resume)
+    _append_segment(run, command, resume, _hardware(recipe.training.devices))
 
     # A private RNG stream: the run is reproducible from its seed and the caller's global
     # random state is left as it was.
@@ -147,6 +162,10 @@ def train(
         dtype = _DTYPES[recipe.training.dtype]
         train_data, val_data, test_data = task.load_splits(recipe, dtype)
         model = model_to_train(task, recipe, train_data, init_from)
+        if _is_rank_zero_process():
+            _write_json(run / MODEL_FILE, model.config())
+            if parent is not None:
+                _write_json(run / PARENT_FILE, {"init_from": init_from_text, "parent": parent})
         module = TrainingModule(model, task, recipe, train_data, val_data)
         callbacks: list[L.Callback] = [
             # `last.ckpt` rewritten at every epoch end. (Lightning 2.6 writes `save_last`
@@ -231,9 +250,7 @@ def train(
                 "cpu_hours": round(module.cpu_seconds() / 3600.0, 3),
                 "segments": _read_segments(run),
                 "hardware": _hardware(n_devices),
-                "init_from": None if parent is None else (
-                    parent["name"] if isinstance(init_from, torch.nn.Module) else str(init_from)
-                ),
+                "init_from": init_from_text,
                 **({"parent": parent} if parent is not None else {}),
                 **({"selected_epoch": best_epoch} if keep_best else {}),
             },
@@ -371,14 +388,18 @@ def _check_anneal_change(stored: dict[str, Any], recipe: Recipe, checkpoint: Pat
         )
 
 
-def _append_segment(run: Path, command: str, resume: bool) -> None:
-    """Record the command of every training segment of the run (for the card)."""
+def _append_segment(run: Path, command: str, resume: bool, hardware: str) -> None:
+    """Record the command and hardware of every training segment of the run (for the card)."""
     path = run / "segments.json"
     segments = json.loads(path.read_text()) if path.exists() and resume else []
     segments.append({"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     "resumed": bool(resume)})
+                     "resumed": bool(resume), "hardware": hardware})
+    _write_json(path, segments)
+
+
+def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(segments, indent=2) + "\n")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
     os.replace(tmp, path)
 
 

@@ -1,0 +1,210 @@
+"""``zoo export RUN``: a run's checkpoint as a model folder, without training.
+
+A long run (hours, across sessions) is worth publishing before it ends: this exports the weights
+training would export now (the best validation epoch where the recipe keeps it, else the last
+finished epoch) from the run folder, while the run goes on in another process or after it
+stopped. Nothing in the run folder is written; the model folder is what ``zoo train`` exports at
+the end of a run (projected, verified, evaluated on the test split, with its card), and its card
+says which epochs it holds and that it is a snapshot.
+
+The run's own files are read: ``recipe.yaml``, ``checkpoints/{last,best}.ckpt`` (loaded without
+unpickling objects), ``logs/metrics.csv`` with the earlier segments' rows that a training process
+keeps aside while it runs (``logs/metrics.earlier.csv``), ``segments.json`` and, for runs
+started by this version, ``model.json`` (the architecture as built, e.g. a fine-tuned parent's
+with refitted reference energies) and ``parent.json`` (the model it was fine-tuned from).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo import relax
+from zoo.hub.errors import ZooError
+from zoo.tasks import get_task
+from zoo.train.export import export_run, metrics_from_rows
+from zoo.train.module import TrainingModule
+from zoo.train.recipe import load_recipe
+from zoo.train.run import (
+    _DTYPES,
+    MODEL_FILE,
+    PARENT_FILE,
+    _combine_rows,
+    _read_rows,
+    _read_segments,
+    attach_relaxation,
+    model_to_train,
+)
+
+#: How often, and how many seconds apart, a checkpoint that fails to load is read again: a
+#: training process may be rewriting it at that moment (Lightning does not write atomically).
+READ_ATTEMPTS, READ_PAUSE_S = 5, 3.0
+
+
+class SnapshotError(ZooError, RuntimeError):
+    """A run folder that cannot be exported (no checkpoint, unreadable, or incomplete)."""
+
+
+def export_checkpoint(run: str | Path, output: str | Path | None = None) -> Path:
+    """Export a run's checkpoint as a model folder, without training.
+
+    Parameters
+    ----------
+    run
+        A ``zoo train`` run folder, finished, stopped or still training in another process.
+    output
+        The model folder to write (default ``<run>/export``, where ``zoo train`` exports).
+
+    Returns
+    -------
+    pathlib.Path
+        The model folder: ``config.json``, ``model.safetensors``, ``README.md`` and figures,
+        loadable with ``zoo.load(folder)`` and publishable as it is.
+
+    Raises
+    ------
+    SnapshotError
+        No checkpoint in ``run``, a checkpoint that stays unreadable, or a fine-tuned run started
+        before run folders recorded the architecture they train.
+    """
+    run = Path(run)
+    last_path = run / "checkpoints" / "last.ckpt"
+    if not last_path.is_file():
+        raise SnapshotError(
+            f"{run} holds no checkpoint (checkpoints/last.ckpt): nothing to export. A run "
+            "writes its first checkpoint at the end of its first epoch."
+        )
+    recipe = load_recipe(run / "recipe.yaml")
+    keep_best = recipe.training.keep == "best"
+    last = _read_checkpoint(last_path)
+    chosen = _read_checkpoint(run / "checkpoints" / "best.ckpt") if keep_best else last
+    epochs_done = int(last["epoch"]) + 1
+    architecture = _architecture(run)
+    parent = _parent(run)
+
+    task = get_task(recipe.data.dataset)
+    # The run's own RNG stream, as in training; the caller's global random state is kept.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        dtype = _DTYPES[recipe.training.dtype]
+        train_data, val_data, test_data = task.load_splits(recipe, dtype)
+        if architecture is None:  # a run from scratch, started before model.json existed
+            model = model_to_train(task, recipe, train_data, None)
+        else:
+            from zoo._registry import create_model
+
+            model = create_model(architecture["architecture"],
+                                 model_args=architecture["model_args"])
+            model = attach_relaxation(model.train().to(dtype), recipe)
+        module = TrainingModule(model, task, recipe, train_data, val_data)
+        try:
+            module.load_state_dict(chosen["state_dict"])
+        except RuntimeError as err:  # another architecture than the one rebuilt here
+            raise SnapshotError(
+                f"the checkpoint of {run} does not fit the model its recipe builds ({err}). A "
+                f"run fine-tuned before run folders recorded their model ({MODEL_FILE}) is "
+                "exported by resuming it for no further epoch: zoo train <recipe> --output "
+                "<run> --resume --epochs <epochs done>"
+            ) from err
+        if module.ema is not None:
+            if "ema" not in chosen:
+                raise SnapshotError(f"{run}: the recipe averages the weights (ema_decay) but "
+                                    "the checkpoint holds no average")
+            module.ema.load_state_dict(chosen["ema"])
+            module.ema.copy_to_model()  # the averaged weights are what was validated
+
+    model.eval()
+    relaxed_test = None
+    if relax.branches(model):
+        relaxed_test = task.evaluate(model, test_data, recipe.training.eval_batch_size)
+    relax.project(model)
+    segments = _read_segments(run)
+    logs = run / "logs"
+    rows = _combine_rows(_read_rows(logs / "metrics.earlier.csv"), _read_rows(logs / "metrics.csv"))
+    # Rows of an epoch still in progress (or never finished) are not part of the snapshot.
+    rows = [r for r in rows if not r.get("epoch") or int(float(r["epoch"])) < epochs_done]
+    info: dict[str, Any] = {
+        "command": segments[-1]["command"] if segments else _this_command(),
+        "wall_time_s": round(float(last.get("wall_seconds", 0.0)), 1),
+        "cpu_hours": round(float(last.get("cpu_seconds", 0.0)) / 3600.0, 3),
+        "segments": segments,
+        "hardware": next((s["hardware"] for s in reversed(segments) if s.get("hardware")),
+                         _this_machine()),
+        "snapshot": {"epochs": epochs_done, "command": _this_command(),
+                     "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        **(parent or {}),
+        **({"selected_epoch": int(chosen["epoch"])} if keep_best else {}),
+    }
+    return export_run(model, task, recipe, run, test_data, training_info=info,
+                      relaxed_test=relaxed_test, metrics=metrics_from_rows(rows),
+                      folder=Path(output) if output is not None else None)
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint this run's training wrote, loaded without unpickling objects; read again
+    a few seconds later while it fails (a training process may be rewriting it)."""
+    if not path.is_file():
+        raise SnapshotError(f"{path} is missing: the recipe keeps its best validation epoch, "
+                            "whose checkpoint is written at the end of the first epoch")
+    problem: Exception | None = None
+    for attempt in range(READ_ATTEMPTS):
+        if attempt:
+            time.sleep(READ_PAUSE_S)
+        try:
+            return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu",
+                              weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
+            problem = err
+    raise SnapshotError(
+        f"{path} could not be read ({type(problem).__name__}: {problem}) in {READ_ATTEMPTS} "
+        f"tries {READ_PAUSE_S:g} s apart. If a training process is writing it, try again once "
+        "its epoch has ended; otherwise the file is damaged: resume training from an intact "
+        "copy."
+    ) from problem
+
+
+def _architecture(run: Path) -> dict[str, Any] | None:
+    """The architecture the run trains (``model.json``), or ``None`` for a run from scratch
+    started before run folders recorded it (its recipe's model section builds it)."""
+    path = run / MODEL_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    if any("--init-from" in s.get("command", "") or "init_from" in s.get("command", "")
+           for s in _read_segments(run)):
+        raise SnapshotError(
+            f"{run} was fine-tuned from a published model but holds no {MODEL_FILE} (runs started "
+            "before zoo export existed do not record the architecture they train). Export it "
+            "by resuming it for no further epoch: zoo train <recipe> --output <run> --resume "
+            "--epochs <epochs done>"
+        )
+    return None
+
+
+def _parent(run: Path) -> dict[str, Any] | None:
+    """``{"init_from": ..., "parent": ...}`` of a fine-tuned run (``parent.json``), if any."""
+    path = run / PARENT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _this_machine() -> str:
+    # Runs started before segments recorded their hardware: the machine of this export.
+    return (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (the "
+            "machine of the export; the run's segments did not record theirs)")
+
+
+def _this_command() -> str:
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("zoo", "cli.py"):
+        argv[0] = "zoo"
+        return " ".join(shlex.quote(a) for a in argv)
+    return "zoo.train.export_checkpoint(...)"
