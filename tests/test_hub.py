@@ -393,15 +393,28 @@ def test_publish_refuses_a_bad_folder_before_any_call(checkpoint, tmp_path):
 
 def test_an_architecture_without_weights_says_so_and_how_to_train_it():
     with pytest.raises(UnknownModelError, match="no published weights") as info:
-        get_pretrained("vn-pointnet")
+        get_pretrained("smoke-equiv")
     message = str(info.value)
     assert info.value.architecture_without_weights
-    assert "zoo train vn-pointnet-modelnet40.standard" in message
-    assert "zoo.create_model('vn-pointnet')" in message
-    assert "equiformer-md17-aspirin.standard" in message  # lists what is published
     # Recipes are found by the architecture they train, not by their file names.
-    with pytest.raises(UnknownModelError, match="zoo train rsteer-smoke-rotation.equiv"):
-        get_pretrained("smoke-equiv")
+    assert "zoo train rsteer-smoke-rotation.equiv" in message
+    assert "zoo.create_model('smoke-equiv')" in message
+    assert "equiformer-md17-aspirin.standard" in message  # lists what is published
+
+
+def test_an_architecture_name_points_to_its_published_models():
+    # `zoo.load("equiformer")` / `zoo predict vn-pointnet ...`: the architecture is there, with
+    # published weights under model names; say which, plain names first.
+    with pytest.raises(UnknownModelError, match="is an architecture, not a published") as info:
+        get_pretrained("equiformer")
+    assert not info.value.architecture_without_weights
+    names = [model for model, _ in info.value.architecture_models]
+    assert set(names) == {n for n in zoo.list_models() if get_pretrained(n).architecture
+                          == "equiformer"}
+    message = str(info.value)
+    assert ("equiformer-md17-aspirin.standard (also equiformer-md17-aspirin)" in message)
+    assert "zoo.load('equiformer-md17-aspirin')" in message
+    assert "no published weights" not in message
     # A near-miss name is still an unknown model with suggestions, not an architecture.
     with pytest.raises(UnknownModelError, match="unknown model 'vn-pointnt'"):
         get_pretrained("vn-pointnt")
@@ -412,7 +425,11 @@ def test_zoo_predict_names_an_architecture_without_weights(tmp_path, capsys):
 
     cloud = tmp_path / "cloud.npy"
     np.save(cloud, np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
-    assert main(["predict", "vn-dgcnn", str(cloud)]) != 0
+    assert main(["predict", "smoke-rsteer", str(cloud)]) != 0
     err = capsys.readouterr().err
-    assert "'vn-dgcnn' is an architecture with no published weights" in err
-    assert "zoo train vn-dgcnn-modelnet40.standard" in err
+    assert "'smoke-rsteer' is an architecture with no published weights" in err
+    assert "zoo train rsteer-smoke-rotation" in err
+    assert main(["predict", "vn-pointnet", str(cloud)]) != 0
+    err = capsys.readouterr().err
+    assert "'vn-pointnet' is an architecture, not a published model" in err
+    assert "`zoo predict vn-pointnet-modelnet40 ...`" in err

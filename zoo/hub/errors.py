@@ -35,12 +35,28 @@ class UnknownModelError(ZooError, LookupError):
         *,
         architecture_without_weights: bool = False,
         recipes: list[str] | None = None,
+        architecture_models: list[tuple[str, list[str]]] | None = None,
     ) -> None:
         self.name = name
         self.suggestions = list(suggestions)
         self.architecture_without_weights = architecture_without_weights
+        #: ``(model name, its aliases)`` of the published models of the architecture ``name``.
+        self.architecture_models = list(architecture_models or [])
         listing = ", ".join(known) if known else "none"
-        if architecture_without_weights:
+        if self.architecture_models:
+            # An architecture name given where a model is expected: name its published models
+            # (plain names first, the ones a user would type).
+            items = [f"{model} (also {', '.join(aliases)})" if aliases else model
+                     for model, aliases in self.architecture_models]
+            first_model, first_aliases = self.architecture_models[0]
+            example = first_aliases[0] if first_aliases else first_model
+            message = (
+                f"{name!r} is an architecture, not a published model. Its published models: "
+                f"{', '.join(items)}; load one by its name, e.g. zoo.load({example!r}) or "
+                f"`zoo predict {example} ...`, or build the architecture untrained with "
+                f"zoo.create_model({name!r})."
+            )
+        elif architecture_without_weights:
             # An architecture the user can build is not "unknown": say what is missing and how
             # to get it instead of suggesting near-miss names.
             train = (f" Train it with `zoo train {recipes[0]}`"

@@ -248,9 +248,13 @@ def get_pretrained(name: str) -> PretrainedEntry:
         candidates = sorted({*_MODELS, *_ALIASES})
         close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
         if name in BUILTIN_ARCHITECTURES:
+            published = [(model, list(entry.aliases)) for model, entry in sorted(_MODELS.items())
+                         if entry.architecture == name]
+            published.sort(key=lambda item: not item[1])  # models with a plain name first
             raise UnknownModelError(
-                name, close, sorted(_MODELS), architecture_without_weights=True,
-                recipes=_recipes_for(name),
+                name, close, sorted(_MODELS), architecture_without_weights=not published,
+                recipes=None if published else _recipes_for(name),
+                architecture_models=published,
             ) from None
         raise UnknownModelError(name, close, sorted(_MODELS)) from None
 
