@@ -415,6 +415,11 @@ def test_an_architecture_name_points_to_its_published_models():
     assert ("equiformer-md17-aspirin.standard (also equiformer-md17-aspirin)" in message)
     assert "zoo.load('equiformer-md17-aspirin')" in message
     assert "no published weights" not in message
+    assert "`zoo predict equiformer-md17-aspirin ...`" in message
+    # zoo predict takes molecules and point clouds only: no such hint for N-body models.
+    with pytest.raises(UnknownModelError, match="zoo.load\\('egnn-nbody'\\)") as info:
+        get_pretrained("egnn")
+    assert "zoo predict" not in str(info.value)
     # A near-miss name is still an unknown model with suggestions, not an architecture.
     with pytest.raises(UnknownModelError, match="unknown model 'vn-pointnt'"):
         get_pretrained("vn-pointnt")

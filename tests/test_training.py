@@ -477,7 +477,8 @@ def test_anneal_is_refused_outside_the_plateau_schedule():
 
 def _file_states(run: Path) -> dict[str, int]:
     return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.rglob("*")
-            if p.is_file() and "export" not in p.parts}
+            if p.is_file() and "export" not in p.parts
+            and not p.relative_to(run).parts[0].startswith("snapshot-")}
 
 
 @pytest.mark.data
@@ -502,7 +503,7 @@ def test_export_of_a_finished_run_is_its_own_export(smoke_run, tmp_path):
     assert training["segments"] == exported["training"]["segments"]
     assert training["snapshot"]["epochs"] == EPOCHS
     card = (folder / "README.md").read_text()
-    assert f"- Snapshot: exported after {EPOCHS} epochs from the run's checkpoint" in card
+    assert f"- Snapshot: exported after {EPOCHS} epochs of the {EPOCHS} its recipe plans" in card
     assert zoo.load(str(folder)).zoo_info["config"]["name"] == "equiformer-smoke"
 
 
@@ -528,17 +529,34 @@ def test_export_of_a_run_in_progress_takes_its_finished_epochs(smoke_run, tmp_pa
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     best = _ckpt(run)
     best["epoch"] = 0
+    # Other weights than last.ckpt's (as a best epoch has): the export must be of these.
+    key = next(k for k, v in best["state_dict"].items() if v.is_floating_point() and v.dim() > 1)
+    best["state_dict"][key] = best["state_dict"][key] * 0.5
     torch.save(best, run / "checkpoints" / "best.ckpt")
+    # A row being written by the training process (no line end yet) is left out.
+    with open(logs / "metrics.csv", "a") as f:
+        f.write(",".join(in_progress)[:-3])
+    before = _file_states(run)
 
     assert cli_main(["export", str(run), "--threads", "1"]) == 0
-    assert f"model folder: {run / 'export'}" in capsys.readouterr().out
-    config = json.loads((run / "export" / "config.json").read_text())
+    folder = run / f"snapshot-epoch{EPOCHS}"  # <run>/export stays the run's own final export
+    assert f"model folder: {folder}" in capsys.readouterr().out
+    assert _file_states(run) == before and not (run / "export").exists()
+    config = json.loads((folder / "config.json").read_text())
     assert config["training"]["epochs"] == EPOCHS  # the epoch in progress is left out
     assert config["training"]["selected_epoch"] == 0
     val = read_metrics(smoke_run / "logs" / "metrics.csv")["val/forces_mae_mev"]
     assert config["validation"]["val/forces_mae_mev"] == pytest.approx(val[0][1])
-    assert "Published weights: epoch 0 (0-based)" in (run / "export" / "README.md").read_text()
-    assert (logs / "metrics.earlier.csv").is_file()  # left for the training process
+    exported = json.loads((smoke_run / "export" / "config.json").read_text())
+    assert (config["files"]["model.safetensors"]["sha256"]
+            != exported["files"]["model.safetensors"]["sha256"])
+    weights = zoo.load(str(folder)).state_dict()
+    halved = key.removeprefix("model.")
+    assert halved in weights  # a plain weight of the model: compare it with best.ckpt's
+    assert torch.equal(weights[halved], best["state_dict"][key].to(weights[halved].dtype))
+    card = (folder / "README.md").read_text()
+    assert "Published weights: epoch 0 (0-based)" in card
+    assert f"exported after {EPOCHS} epochs of the {EPOCHS} its recipe plans" in card
 
 
 def test_export_without_a_readable_checkpoint_says_what_to_do(tmp_path, monkeypatch, capsys):
@@ -554,4 +572,31 @@ def test_export_without_a_readable_checkpoint_says_what_to_do(tmp_path, monkeypa
     monkeypatch.setattr(snapshot, "READ_PAUSE_S", 0.0)
     with pytest.raises(snapshot.SnapshotError, match=r"could not be read .* in 5 tries"):
         snapshot.export_checkpoint(run)
-    assert not (run / "export").exists()
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "recipe.yaml"]
+
+
+@pytest.mark.data
+def test_export_refuses_what_it_cannot_rebuild(smoke_run, tmp_path, monkeypatch):
+    from zoo.train import snapshot
+
+    monkeypatch.setattr(snapshot, "READ_PAUSE_S", 0.0)
+    run = tmp_path / "old"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("export"))
+    # best.ckpt newer than last.ckpt (an older last.ckpt put back): no consistent pair.
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["training"]["keep"] = "best"
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    best = _ckpt(run)
+    best["epoch"] = EPOCHS + 3
+    torch.save(best, run / "checkpoints" / "best.ckpt")
+    with pytest.raises(snapshot.SnapshotError, match="stays newer than last.ckpt"):
+        snapshot.export_checkpoint(run)
+    # A run without model.json (started before runs recorded their model) that was not a plain
+    # `zoo train` (here: a Python call, which may have fine-tuned): refused, with what to do.
+    (run / "checkpoints" / "best.ckpt").unlink()
+    recipe["training"]["keep"] = "last"
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    (run / "model.json").unlink()
+    with pytest.raises(snapshot.SnapshotError, match="holds no model.json.*--resume --epochs"):
+        snapshot.export_checkpoint(run)
+    assert not list(run.glob("snapshot-*"))

@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run may still be training in another process)",
     )
     p.add_argument("run", help="a zoo train run folder")
-    p.add_argument("--output", help="model folder to write (default <run>/export)")
+    p.add_argument("--output", help="model folder to write (default <run>/snapshot-epoch<N>)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads of this process (default: torch's choice)")
     p.set_defaults(func=_cmd_export)

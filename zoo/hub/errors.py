@@ -36,6 +36,7 @@ class UnknownModelError(ZooError, LookupError):
         architecture_without_weights: bool = False,
         recipes: list[str] | None = None,
         architecture_models: list[tuple[str, list[str]]] | None = None,
+        predicts: bool = False,
     ) -> None:
         self.name = name
         self.suggestions = list(suggestions)
@@ -50,10 +51,11 @@ class UnknownModelError(ZooError, LookupError):
                      for model, aliases in self.architecture_models]
             first_model, first_aliases = self.architecture_models[0]
             example = first_aliases[0] if first_aliases else first_model
+            predict = f" or `zoo predict {example} ...`" if predicts else ""
             message = (
                 f"{name!r} is an architecture, not a published model. Its published models: "
-                f"{', '.join(items)}; load one by its name, e.g. zoo.load({example!r}) or "
-                f"`zoo predict {example} ...`, or build the architecture untrained with "
+                f"{', '.join(items)}; load one by its name, e.g. zoo.load({example!r})"
+                f"{predict}, or build the architecture untrained with "
                 f"zoo.create_model({name!r})."
             )
         elif architecture_without_weights:

@@ -254,9 +254,17 @@ def get_pretrained(name: str) -> PretrainedEntry:
             raise UnknownModelError(
                 name, close, sorted(_MODELS), architecture_without_weights=not published,
                 recipes=None if published else _recipes_for(name),
-                architecture_models=published,
+                architecture_models=published, predicts=_predicts(name),
             ) from None
         raise UnknownModelError(name, close, sorted(_MODELS)) from None
+
+
+def _predicts(architecture: str) -> bool:
+    """Whether ``zoo predict`` takes the architecture's input (molecules and point clouds)."""
+    from zoo._registry import get_architecture
+
+    return getattr(get_architecture(architecture).cls, "input_kind", None) in {"atoms",
+                                                                              "point_cloud"}
 
 
 def _recipes_for(architecture: str) -> list[str]:

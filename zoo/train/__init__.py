@@ -2,7 +2,7 @@
 
 ::
 
-    from zoo.train import load_recipe, train
+    from zoo.train import export_checkpoint, load_recipe, train
     run = train("equiformer-md17-aspirin.cr", "runs/aspirin-cr", epochs=3)   # run folder
     run = train("smoke.yaml", "runs/ft", init_from="equiformer-md17-aspirin")  # fine-tune
     folder = export_checkpoint("runs/aspirin-cr")   # a model folder from a run's checkpoint

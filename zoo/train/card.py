@@ -187,9 +187,11 @@ def snapshot_lines(info: dict[str, Any]) -> list[str]:
     snapshot = info.get("snapshot")
     if not snapshot:
         return []
-    return [f"- Snapshot: exported after {snapshot['epochs']} epochs from the run's checkpoint "
-            f"by `{snapshot['command']}` ({snapshot['exported']}), which trains nothing; the "
-            "CPU-hours above are those spent up to that checkpoint."]
+    planned = snapshot.get("planned_epochs")
+    of = f" of the {planned} its recipe plans" if planned else ""
+    return [f"- Snapshot: exported after {snapshot['epochs']} epochs{of} from the run's "
+            f"checkpoint by `{snapshot['command']}` ({snapshot['exported']}), which trains "
+            "nothing; the CPU-hours above are those spent up to that checkpoint."]
 
 
 def training_section(recipe: Recipe, info: dict[str, Any], levels: dict[str, float]) -> str:

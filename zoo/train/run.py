@@ -52,7 +52,7 @@ def model_to_train(task: Task, recipe: Recipe, train_data: Any, init_from: Any):
     return attach_relaxation(model.train().to(_DTYPES[recipe.training.dtype]), recipe)
 
 
-def attach_relaxation(model, recipe: Recipe):
+def attach_relaxation(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
     """``model`` with the recipe's relaxation branches attached (none for ``method: none``), in
     training mode."""
     r = recipe.relaxation
@@ -162,7 +162,8 @@ def train(
         dtype = _DTYPES[recipe.training.dtype]
         train_data, val_data, test_data = task.load_splits(recipe, dtype)
         model = model_to_train(task, recipe, train_data, init_from)
-        if _is_rank_zero_process():
+        # Written by the segment that starts the run: a resumed segment rebuilds the same model.
+        if _is_rank_zero_process() and not (resume and (run / MODEL_FILE).exists()):
             _write_json(run / MODEL_FILE, model.config())
             if parent is not None:
                 _write_json(run / PARENT_FILE, {"init_from": init_from_text, "parent": parent})

@@ -16,6 +16,7 @@ with refitted reference energies) and ``parent.json`` (the model it was fine-tun
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -40,7 +41,6 @@ from zoo.train.run import (
     MODEL_FILE,
     PARENT_FILE,
     _combine_rows,
-    _read_rows,
     _read_segments,
     attach_relaxation,
     model_to_train,
@@ -63,7 +63,8 @@ def export_checkpoint(run: str | Path, output: str | Path | None = None) -> Path
     run
         A ``zoo train`` run folder, finished, stopped or still training in another process.
     output
-        The model folder to write (default ``<run>/export``, where ``zoo train`` exports).
+        The model folder to write (default ``<run>/snapshot-epoch<N>``, ``N`` the epochs done:
+        ``<run>/export`` stays the run's own final export).
 
     Returns
     -------
@@ -86,8 +87,7 @@ def export_checkpoint(run: str | Path, output: str | Path | None = None) -> Path
         )
     recipe = load_recipe(run / "recipe.yaml")
     keep_best = recipe.training.keep == "best"
-    last = _read_checkpoint(last_path)
-    chosen = _read_checkpoint(run / "checkpoints" / "best.ckpt") if keep_best else last
+    chosen, last = _read_checkpoints(run, keep_best)
     epochs_done = int(last["epoch"]) + 1
     architecture = _architecture(run)
     parent = _parent(run)
@@ -111,10 +111,8 @@ def export_checkpoint(run: str | Path, output: str | Path | None = None) -> Path
             module.load_state_dict(chosen["state_dict"])
         except RuntimeError as err:  # another architecture than the one rebuilt here
             raise SnapshotError(
-                f"the checkpoint of {run} does not fit the model its recipe builds ({err}). A "
-                f"run fine-tuned before run folders recorded their model ({MODEL_FILE}) is "
-                "exported by resuming it for no further epoch: zoo train <recipe> --output "
-                "<run> --resume --epochs <epochs done>"
+                f"the checkpoint of {run} does not fit the model its recipe builds ({err}). "
+                + _RESUME_TO_EXPORT
             ) from err
         if module.ema is not None:
             if "ema" not in chosen:
@@ -129,10 +127,13 @@ def export_checkpoint(run: str | Path, output: str | Path | None = None) -> Path
         relaxed_test = task.evaluate(model, test_data, recipe.training.eval_batch_size)
     relax.project(model)
     segments = _read_segments(run)
-    logs = run / "logs"
-    rows = _combine_rows(_read_rows(logs / "metrics.earlier.csv"), _read_rows(logs / "metrics.csv"))
-    # Rows of an epoch still in progress (or never finished) are not part of the snapshot.
-    rows = [r for r in rows if not r.get("epoch") or int(float(r["epoch"])) < epochs_done]
+    metrics = _finished_epochs_metrics(run, epochs_done)
+    if keep_best and not any(e == int(chosen["epoch"]) for e, _ in
+                             metrics.get(task.validation_curve, [])):
+        raise SnapshotError(
+            f"{run}: the logs hold no {task.validation_curve} of the selected epoch "
+            f"{int(chosen['epoch'])}; try again once the current epoch has ended"
+        )
     info: dict[str, Any] = {
         "command": segments[-1]["command"] if segments else _this_command(),
         "wall_time_s": round(float(last.get("wall_seconds", 0.0)), 1),
@@ -140,36 +141,92 @@ def export_checkpoint(run: str | Path, output: str | Path | None = None) -> Path
         "segments": segments,
         "hardware": next((s["hardware"] for s in reversed(segments) if s.get("hardware")),
                          _this_machine()),
-        "snapshot": {"epochs": epochs_done, "command": _this_command(),
+        "snapshot": {"epochs": epochs_done, "planned_epochs": recipe.training.epochs,
+                     "command": _this_command(),
                      "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         **(parent or {}),
         **({"selected_epoch": int(chosen["epoch"])} if keep_best else {}),
     }
+    folder = Path(output) if output is not None else run / f"snapshot-epoch{epochs_done}"
     return export_run(model, task, recipe, run, test_data, training_info=info,
-                      relaxed_test=relaxed_test, metrics=metrics_from_rows(rows),
-                      folder=Path(output) if output is not None else None)
+                      relaxed_test=relaxed_test, metrics=metrics, folder=folder)
+
+
+#: How to export a run this module cannot rebuild: the training code itself, on the run.
+_RESUME_TO_EXPORT = (
+    "Export it with the code that trained it: stop its training process, then resume it for no "
+    "further epoch with the command it was trained with (the same recipe, --init-from or `zoo "
+    "finetune` options) plus --resume --epochs <epochs done>."
+)
+
+
+def _read_checkpoints(run: Path, keep_best: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checkpoint to export and the last one. A training process writes ``last.ckpt``,
+    then ``best.ckpt`` at an epoch's end: ``best`` is read first, and again while it is newer
+    than the ``last`` read after it (the two read between those writes)."""
+    checkpoints = run / "checkpoints"
+    for attempt in range(READ_ATTEMPTS):
+        if attempt:
+            time.sleep(READ_PAUSE_S)
+        best = _read_checkpoint(checkpoints / "best.ckpt") if keep_best else None
+        last = _read_checkpoint(checkpoints / "last.ckpt")
+        if best is None:
+            return last, last
+        if int(best["epoch"]) <= int(last["epoch"]):
+            return best, last
+    raise SnapshotError(
+        f"{checkpoints}: best.ckpt (epoch {int(best['epoch'])}) stays newer than last.ckpt "
+        f"(epoch {int(last['epoch'])}); last.ckpt was replaced by an older copy? Resume the run "
+        "for an epoch to write both again"
+    )
+
+
+def _finished_epochs_metrics(run: Path, epochs_done: int) -> dict[str, list[tuple[int, float]]]:
+    """The run's per-epoch metrics of its ``epochs_done`` finished epochs, from every segment:
+    the rows an interrupted training process kept aside and the current segment's, without
+    a row a training process is writing (no line end yet) or of the epoch in progress."""
+    logs = run / "logs"
+    rows = _combine_rows(_complete_rows(logs / "metrics.earlier.csv"),
+                         _complete_rows(logs / "metrics.csv"))
+    return metrics_from_rows(
+        [r for r in rows if not r.get("epoch") or int(float(r["epoch"])) < epochs_done]
+    )
+
+
+def _complete_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint this run's training wrote, loaded without unpickling objects; read again
     a few seconds later while it fails (a training process may be rewriting it)."""
-    if not path.is_file():
-        raise SnapshotError(f"{path} is missing: the recipe keeps its best validation epoch, "
-                            "whose checkpoint is written at the end of the first epoch")
     problem: Exception | None = None
     for attempt in range(READ_ATTEMPTS):
         if attempt:
             time.sleep(READ_PAUSE_S)
+        if not path.is_file():
+            problem = FileNotFoundError(f"no {path.name}")
+            continue
         try:
             return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu",
                               weights_only=True)
         except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
             problem = err
+    if isinstance(problem, FileNotFoundError):
+        raise SnapshotError(
+            f"{path} is missing: a run writes it at the end of its first epoch (best.ckpt where "
+            "the recipe keeps its best validation epoch). Try again once an epoch has ended."
+        )
     raise SnapshotError(
         f"{path} could not be read ({type(problem).__name__}: {problem}) in {READ_ATTEMPTS} "
         f"tries {READ_PAUSE_S:g} s apart. If a training process is writing it, try again once "
-        "its epoch has ended; otherwise the file is damaged: resume training from an intact "
-        "copy."
+        "its epoch has ended; otherwise it is not a checkpoint this run wrote, or it is "
+        "damaged: resume training from an intact copy."
     ) from problem
 
 
@@ -179,13 +236,16 @@ def _architecture(run: Path) -> dict[str, Any] | None:
     path = run / MODEL_FILE
     if path.is_file():
         return json.loads(path.read_text())
-    if any("--init-from" in s.get("command", "") or "init_from" in s.get("command", "")
-           for s in _read_segments(run)):
+    # Only a plain `zoo train` without --init-from is known to build its model from the recipe
+    # alone; a fine-tuned model (zoo finetune, --init-from, or a Python call that may have
+    # passed init_from) keeps constants outside its weights that a rebuild would refit wrongly.
+    commands = [s.get("command", "") for s in _read_segments(run)]
+    if not commands or not all(c.startswith("zoo train ") and "--init-from" not in c
+                               for c in commands):
         raise SnapshotError(
-            f"{run} was fine-tuned from a published model but holds no {MODEL_FILE} (runs started "
-            "before zoo export existed do not record the architecture they train). Export it "
-            "by resuming it for no further epoch: zoo train <recipe> --output <run> --resume "
-            "--epochs <epochs done>"
+            f"{run} holds no {MODEL_FILE}: it was started before run folders recorded the model "
+            "they train, and not by a plain `zoo train` (it may be fine-tuned), so its model "
+            f"cannot be rebuilt from the recipe alone. {_RESUME_TO_EXPORT}"
         )
     return None
 
