@@ -261,6 +261,8 @@ def test_ddp_on_two_processes_matches_one(smoke_run, tmp_path):
 
     # Same seed, same global batches: the epoch means of 2 ranks equal the 1-device run's.
     ddp = read_metrics(run / "logs" / "metrics.csv")
+    (segment,) = json.loads((run / "segments.json").read_text())  # one, not one per rank
+    assert segment["hardware"].endswith("2 process(es)")
     single = read_metrics(smoke_run / "logs" / "metrics.csv")
     for key in ("train/loss", "train/task_loss", "val/forces_mae_mev", "val/energy_mae_mev"):
         assert [e for e, _ in ddp[key]] == list(range(EPOCHS)), key

@@ -152,8 +152,9 @@ def train(
         argv[0] = "zoo"  # the console script, however it was started
     command = " ".join(shlex.quote(a) for a in argv)
     run.mkdir(parents=True, exist_ok=True)
-    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    _append_segment(run, command, resume, _hardware(recipe.training.devices))
+    if _is_rank_zero_process():  # DDP workers run this function again: one record per segment
+        _write_text(run / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        _append_segment(run, command, resume, _hardware(recipe.training.devices))
 
     # A private RNG stream: the run is reproducible from its seed and the caller's global
     # random state is left as it was.
@@ -399,8 +400,13 @@ def _append_segment(run: Path, command: str, resume: bool, hardware: str) -> Non
 
 
 def _write_json(path: Path, value: Any) -> None:
+    _write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    # Whole or not at all: `zoo export` may read the run folder while a segment starts.
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
