@@ -147,10 +147,7 @@ def train(
         )
     if resume:
         _check_resumable(run, checkpoint, recipe)
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("zoo", "cli.py"):
-        argv[0] = "zoo"  # the console script, however it was started
-    command = " ".join(shlex.quote(a) for a in argv)
+    command = command_line()
     run.mkdir(parents=True, exist_ok=True)
     if _is_rank_zero_process():  # DDP workers run this function again: one record per segment
         _write_text(run / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
@@ -388,6 +385,15 @@ def _check_anneal_change(stored: dict[str, Any], recipe: Recipe, checkpoint: Pat
             f"been trained differently. Set anneal_start to {following} or later, or keep "
             "the stored values"
         )
+
+
+def command_line() -> str:
+    """This process's command, as the run records it (``zoo ...`` for the console script,
+    however it was started)."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("zoo", "cli.py"):
+        argv[0] = "zoo"
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _append_segment(run: Path, command: str, resume: bool, hardware: str) -> None:

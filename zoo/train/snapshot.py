@@ -22,8 +22,6 @@ import json
 import os
 import pickle
 import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from zoo.train.run import (
     _combine_rows,
     _read_segments,
     attach_relaxation,
+    command_line,
     model_to_train,
 )
 
@@ -135,14 +134,14 @@ def export_checkpoint(run: str | Path, output: str | Path | None = None) -> Path
             f"{int(chosen['epoch'])}; try again once the current epoch has ended"
         )
     info: dict[str, Any] = {
-        "command": segments[-1]["command"] if segments else _this_command(),
+        "command": segments[-1]["command"] if segments else command_line(),
         "wall_time_s": round(float(last.get("wall_seconds", 0.0)), 1),
         "cpu_hours": round(float(last.get("cpu_seconds", 0.0)) / 3600.0, 3),
         "segments": segments,
         "hardware": next((s["hardware"] for s in reversed(segments) if s.get("hardware")),
                          _this_machine()),
         "snapshot": {"epochs": epochs_done, "planned_epochs": recipe.training.epochs,
-                     "command": _this_command(),
+                     "command": command_line(),
                      "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         **(parent or {}),
         **({"selected_epoch": int(chosen["epoch"])} if keep_best else {}),
@@ -260,11 +259,3 @@ def _this_machine() -> str:
     # Runs started before segments recorded their hardware: the machine of this export.
     return (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (the "
             "machine of the export; the run's segments did not record theirs)")
-
-
-def _this_command() -> str:
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("zoo", "cli.py"):
-        argv[0] = "zoo"
-        return " ".join(shlex.quote(a) for a in argv)
-    return "zoo.train.export_checkpoint(...)"
