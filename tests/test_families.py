@@ -163,6 +163,11 @@ def test_modelnet40_runs_export_verify_and_compare(modelnet_runs, tmp_path):
     standard_card = (modelnet_runs[0] / "export" / "README.md").read_text()
     assert "**this model**, SO(3)/SO(3)" in standard_card
     assert "changes nothing but rounding" in standard_card
+    # How to classify one's own cloud, with the number of points the model was trained on.
+    name = modelnet_recipe("cr")["name"]
+    points = modelnet_recipe("cr")["data"]["n_points"]
+    assert f"zoo predict {name} cloud.ply --top 3" in card
+    assert f"a random subset of {points} points" in card
     model = zoo.load(str(modelnet_runs[1] / "export"))
     result = verify(model)
     assert result["metrics_match"], result

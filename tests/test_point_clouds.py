@@ -108,3 +108,38 @@ def test_cli_predicts_a_ply_file(tmp_path, classifier, cloud, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 3 and rows[0]["class"].startswith("c")
     assert rows[0]["probability"] >= rows[1]["probability"] >= rows[2]["probability"]
+
+
+
+def test_clouds_are_subsampled_to_the_trained_size(tmp_path, classifier, cloud, monkeypatch,
+                                                    capsys):
+    # A cloud denser than the training clouds is cut to the number the model was trained on
+    # (config data.n_points), as the published 300-point models need; --n-points 0 keeps all.
+    import zoo.point_clouds as point_clouds
+
+    folder = tmp_path / "model"
+    save_pretrained(classifier, folder, extra={"data": {"n_points": 16}})
+    model = zoo.load(str(folder))
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+    predict_point_cloud(model, cloud)
+    predict_point_cloud(model, cloud, n_points=None)
+    predict_point_cloud(model, cloud, n_points=40)
+    zoo.predict(model, cloud)
+    assert seen == [16, 64, 40, 16]
+    with pytest.raises(ValueError, match="n_points"):
+        predict_point_cloud(model, cloud, n_points=1)
+
+    asked = []
+    real = point_clouds.predict_point_cloud
+
+    def spy(model, points, **options):
+        asked.append(options["n_points"])
+        return real(model, points, **options)
+
+    monkeypatch.setattr(point_clouds, "predict_point_cloud", spy)
+    np.save(tmp_path / "cloud.npy", cloud)
+    for options in ([], ["--n-points", "0"], ["--n-points", "32"]):
+        assert cli_main(["predict", str(folder), str(tmp_path / "cloud.npy"), *options]) == 0
+    capsys.readouterr()
+    assert asked == ["trained", None, 32]

@@ -199,6 +199,8 @@ def test_smoke_card_renders(smoke_run):
     errors = config["equivariance_error"]
     assert f"float64 {errors['float64']:.2e}, float32 {errors['float32']:.2e}" in body
     assert "](training_curves.png)" in body
+    # The smoke recipe keeps its last epoch: the card says which weights those are.
+    assert f"Published weights: the last epoch, {EPOCHS - 1} (0-based)" in body
     png = (folder / "training_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 

@@ -92,7 +92,8 @@ def _write_predictions(frames: list, result: dict[str, Any], output: Path) -> No
 def _predict_point_cloud(model, args: argparse.Namespace) -> int:
     from zoo.point_clouds import predict_point_cloud, read_point_cloud
 
-    result = predict_point_cloud(model, read_point_cloud(args.frames),
+    n_points = "trained" if args.n_points is None else (args.n_points or None)
+    result = predict_point_cloud(model, read_point_cloud(args.frames), n_points=n_points,
                                  batch_size=args.batch_size)
     classes = model.zoo_info.get("config", {}).get("classes") or [
         str(i) for i in range(result["probabilities"].shape[1])
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"the input file), predictions under {ENERGY_KEY} (eV) and {FORCES_KEY} "
                    "(eV/Å); for point clouds a JSON file (default: print)")
     p.add_argument("--top", type=int, default=5, help="point clouds: classes to list")
+    p.add_argument("--n-points", type=int, help="point clouds: a random subset (seed 0) of "
+                   "this many points per cloud; default: as many as the model was trained on "
+                   "(300 for the published models); 0: all points")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["float32", "float64"])

@@ -33,8 +33,10 @@ __all__ = ["MIN_DISTANCE", "predict"]
 MIN_DISTANCE = 0.1
 
 #: Peak memory of one edge (a pair of atoms closer than the cutoff) in a forward pass with
-#: forces, ``small`` Equiformer preset, float32 (measured: ~38 kB; float64 twice that).
-BYTES_PER_EDGE = 40_000
+#: forces, float32 (float64 twice that), for the widest published Equiformer preset: measured as
+#: the growth of peak RSS from 400 to 1000 atoms, ~63 kB for ``medium-l1`` (the aspirin model),
+#: ~35 kB for ``small-l1`` and ~38 kB for ``small``. An upper estimate is the useful one here.
+BYTES_PER_EDGE = 65_000
 
 _INPUT_KINDS = {
     "atoms": "molecules (ase.Atoms frames)",

@@ -206,10 +206,7 @@ def training_section(recipe: Recipe, info: dict[str, Any], levels: dict[str, flo
         f"{METHOD_NAMES[r.method]}, {branch_text(r)}, lambda_reg {r.lambda_reg}, "
         f"controller {r.controller or 'defaults'}" if r.method != "none" else "none"
     )
-    selected = (
-        f"- Published weights: epoch {info['selected_epoch']} (0-based), the best validation "
-        "metric of the projected model." if "selected_epoch" in info else ""
-    )
+    selected = published_weights_text(info, ema=bool(t.ema_decay))
     return f"""## Training
 
 ![training curves and relaxation levels](training_curves.png)
@@ -224,6 +221,16 @@ def training_section(recipe: Recipe, info: dict[str, Any], levels: dict[str, flo
 {history_text(info)}
 - Fine-tuned from: {parent_text(info)}.
 """
+
+
+def published_weights_text(info: dict[str, Any], ema: bool) -> str:
+    """Which epoch's weights the card's model holds (chosen on validation, or the last one)."""
+    averaged = " (the exponential moving average of the weights)" if ema else ""
+    if "selected_epoch" in info:
+        return (f"- Published weights: epoch {info['selected_epoch']} (0-based){averaged}, the "
+                "best validation metric of the projected model.")
+    return (f"- Published weights: the last epoch, {info['epochs'] - 1} (0-based){averaged}; "
+            "the recipe does not select an epoch on validation.")
 
 
 def parent_text(info: dict[str, Any]) -> str:

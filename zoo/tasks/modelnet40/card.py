@@ -121,11 +121,22 @@ class ModelNet40Card(TaskCard):
             summary=f"""{model_phrase(recipe, model, _ARCHITECTURE_NAMES)}:
 SO(3)-equivariant Vector Neuron features and an invariant head classifying a point
 cloud of {n_points} points into the 40 ModelNet40 classes; {how}.""",
-            intended_use="""For: rotation-invariant shape classification of centred, unit-scaled
-point clouds of the ModelNet40 categories (`zoo predict NAME cloud.npy` or `.ply`), a baseline
-for equivariant point-cloud networks, and fine-tuning (`zoo.load(name, relaxed=True)`).
+            intended_use=f"""For: rotation-invariant shape classification of point clouds of
+the ModelNet40 categories, a baseline for equivariant point-cloud networks, and fine-tuning
+(`zoo.load(name, relaxed=True)`).
 Not for: scans with clutter, partial views or categories outside ModelNet40; anything that
-needs calibrated probabilities.""",
+needs calibrated probabilities.
+
+Classify your own cloud (a `.npy` array `[n, 3]` or a stack `[b, n, 3]`, or a `.ply` file's
+vertices), in any pose, position and scale:
+
+    zoo predict {recipe.name} cloud.ply --top 3
+
+prints the most probable class names with their probabilities (`-o out.json` writes them).
+Clouds are centred and scaled into the unit sphere, and a random subset of {n_points} points
+(seed 0) is used, as in training (`--n-points N` changes it, `--n-points 0` keeps every point).
+In Python: `zoo.predict(zoo.load("{recipe.name}"), points)` returns `probabilities`,
+`predicted` and the class names, `labels`.""",
             data=f"""ModelNet40 (Wu et al. 2015), official split: the 9,843 training shapes
 are split into training and a seeded, stratified 5% validation hold-out (model selection), the
 2,468 test shapes are held out for this card. 1024 points per shape (PCL mesh sampling,
