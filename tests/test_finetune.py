@@ -410,3 +410,33 @@ def test_fine_tuned_card_counts_every_stage_of_the_lineage():
     # No recorded cost (e.g. a converted model): no lineage, and the card says nothing more.
     assert training_lineage({"training": {"epochs": 3}}, "x") == []
     assert cost_text({"wall_time_s": 60.0, "cpu_hours": 0.1}).endswith("0.10 CPU-hours in total")
+
+
+def test_whole_history_curve_spans_every_stage(tmp_path):
+    """Each export records its validation curve; a later stage's parent record carries the
+    earlier curves, and its export plots validation over every epoch that made the model."""
+    from zoo.train.history import history_stages, plot_history, validation_curve
+    from zoo.train.parent import training_lineage
+
+    metrics = {"val/forces_mae_mev": [(0, 40.123456), (1, 30.0)], "train/loss": [(0, 1.0)]}
+    curve = validation_curve(metrics)
+    assert curve == {"val/forces_mae_mev": [[0, 40.123], [1, 30.0]]}  # val/ only, 5 digits
+    first = {"training": {"epochs": 2, "cpu_hours": 0.1, "command": "zoo train a",
+                          "validation_curve": curve}}
+    lineage = training_lineage(first, "first")
+    assert lineage[0]["validation_curve"] == curve
+    info = {"epochs": 3, "parent": {"lineage": lineage},
+            "validation_curve": {"val/forces_mae_mev": [[0, 25.0], [1, 22.0], [2, 21.0]]}}
+    stages = history_stages(info)
+    assert [s["name"] for s in stages] == ["first", "this run"]
+    assert [s["epochs"] for s in stages] == [2, 3]
+    plot_history(stages, tmp_path / "history.png", "test")
+    assert (tmp_path / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # One stage, or earlier stages without curves (exported before curves were recorded):
+    # nothing beyond the run's own figure.
+    assert history_stages({"epochs": 3, "validation_curve": curve}) == []
+    bare = [{k: v for k, v in lineage[0].items() if k != "validation_curve"}]
+    assert history_stages({**info, "parent": {"lineage": bare}}) == []
+    # A grandchild keeps every earlier curve.
+    assert training_lineage({"training": {**info, "cpu_hours": 0.2, "command": "zoo train b"}},
+                            "second")[0]["validation_curve"] == curve

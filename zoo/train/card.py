@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from zoo.tasks.card_text import METHOD_NAMES, earlier_stages
+from zoo.train.history import HISTORY_FIGURE, history_stages
 
 if TYPE_CHECKING:
     from zoo.tasks.base import Task
@@ -207,10 +208,12 @@ def training_section(recipe: Recipe, info: dict[str, Any], levels: dict[str, flo
         f"controller {r.controller or 'defaults'}" if r.method != "none" else "none"
     )
     selected = published_weights_text(info, ema=bool(t.ema_decay))
+    history = (f"\n![validation over the whole training history, {len(stages)} stages]"
+               f"({HISTORY_FIGURE})\n" if (stages := history_stages(info)) else "")
     return f"""## Training
 
 ![training curves and relaxation levels](training_curves.png)
-
+{history}
 {selected}
 - Relaxation: {relax_text}; levels at the end of training (before projection): {level_text}.
   Validation metrics are measured on the projected model every epoch.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import relax
 from zoo.train.card import render_card
+from zoo.train.history import HISTORY_FIGURE, history_stages, plot_history, validation_curve
 
 if TYPE_CHECKING:
     from zoo.tasks.base import Task
@@ -153,7 +154,11 @@ def export_run(
         **training_info,
         "seed": recipe.seed,
         "epochs": epochs_done,
+        "validation_curve": validation_curve(metrics),
     }
+    stages = history_stages(info)
+    if stages:
+        plot_history(stages, folder / HISTORY_FIGURE, recipe.name)
     results = {"test": test_metrics, "equivariance": equivariance, "relaxed_test": relaxed_test,
                "final_levels": final_levels, "validation": final_validation}
     card = render_card(recipe, task, results, info, model)

@@ -86,15 +86,19 @@ def parent_record(init_from: str | os.PathLike[str] | nn.Module) -> dict[str, An
 
 def training_lineage(config: dict[str, Any], name: str) -> list[dict[str, Any]]:
     """The training stages that made the model of ``config``, oldest first: its parent's
-    lineage, then its own run (name, epochs, CPU-hours, segments). ``[]`` where the config
+    lineage, then its own run (name, epochs, CPU-hours, segments and, where recorded, the
+    per-epoch validation curve). ``[]`` where the config
     records no training cost (e.g. a model converted from elsewhere)."""
     training = config.get("training") or {}
     if training.get("cpu_hours") is None:
         return []
     earlier = list((training.get("parent") or {}).get("lineage") or [])
     segments = training.get("segments") or [{"command": training.get("command")}]
-    return [*earlier, {"name": name, "epochs": training.get("epochs"),
-                       "cpu_hours": training["cpu_hours"], "segments": segments}]
+    own = {"name": name, "epochs": training.get("epochs"), "cpu_hours": training["cpu_hours"],
+           "segments": segments}
+    if training.get("validation_curve"):
+        own["validation_curve"] = training["validation_curve"]  # a later stage's history plot
+    return [*earlier, own]
 
 
 def inherited_relaxation(config: dict[str, Any], method: str | None = None) -> dict[str, Any]:
