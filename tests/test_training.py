@@ -507,7 +507,8 @@ def test_export_of_a_finished_run_is_its_own_export(smoke_run, tmp_path):
     assert training["segments"] == exported["training"]["segments"]
     assert training["snapshot"]["epochs"] == EPOCHS
     card = (folder / "README.md").read_text()
-    assert f"- Snapshot: exported after {EPOCHS} epochs of the {EPOCHS} its recipe plans" in card
+    assert f"- Exported from the finished run's checkpoint (all {EPOCHS} epochs" in card
+    assert "Snapshot" not in card
     assert zoo.load(str(folder)).zoo_info["config"]["name"] == "equiformer-smoke"
 
 
@@ -530,6 +531,7 @@ def test_export_of_a_run_in_progress_takes_its_finished_epochs(smoke_run, tmp_pa
     (logs / "metrics.csv").write_text("\n".join([header, *later, ",".join(in_progress)]) + "\n")
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     recipe["training"]["keep"] = "best"
+    recipe["training"]["epochs"] = EPOCHS + 1  # the run goes on: its last epoch is in progress
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     best = _ckpt(run)
     best["epoch"] = 0
@@ -560,7 +562,7 @@ def test_export_of_a_run_in_progress_takes_its_finished_epochs(smoke_run, tmp_pa
     assert torch.equal(weights[halved], best["state_dict"][key].to(weights[halved].dtype))
     card = (folder / "README.md").read_text()
     assert "Published weights: epoch 0 (0-based)" in card
-    assert f"exported after {EPOCHS} epochs of the {EPOCHS} its recipe plans" in card
+    assert f"exported after {EPOCHS} epochs of the {EPOCHS + 1} its recipe plans" in card
 
 
 def test_export_without_a_readable_checkpoint_says_what_to_do(tmp_path, monkeypatch, capsys):

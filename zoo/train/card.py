@@ -189,6 +189,10 @@ def snapshot_lines(info: dict[str, Any]) -> list[str]:
     if not snapshot:
         return []
     planned = snapshot.get("planned_epochs")
+    if planned and snapshot["epochs"] >= planned:  # a finished run, exported again
+        return [f"- Exported from the finished run's checkpoint (all {planned} epochs its "
+                f"recipe plans) by `{snapshot['command']}` ({snapshot['exported']}), which "
+                "trains nothing."]
     of = f" of the {planned} its recipe plans" if planned else ""
     return [f"- Snapshot: exported after {snapshot['epochs']} epochs{of} from the run's "
             f"checkpoint by `{snapshot['command']}` ({snapshot['exported']}), which trains "
