@@ -333,6 +333,11 @@ def test_zoo_train_init_from_re_enables_relaxation_and_records_the_parent(ethano
     assert config["relaxation"]["method"] == "cr"
     assert config["training"]["parent"]["name"] == BASE_FOLDER
     assert "CR level stays at 0" in err  # one epoch is too short for the triangle: warned
+    # The bundled model recorded its stages' validation curves: the card plots the whole history.
+    stages = len(config["training"]["parent"]["lineage"]) + 1
+    card = (tmp_path / "run" / "export" / "README.md").read_text()
+    assert f"whole training history, {stages} stages](training_history.png)" in card
+    assert (tmp_path / "run" / "export" / "training_history.png").is_file()
 
     # `zoo export` rebuilds the fine-tuned model (the parent's architecture and refitted
     # reference energies, recorded in the run folder) and its parent record from the run alone.
@@ -380,7 +385,10 @@ def test_fine_tuned_card_counts_every_stage_of_the_lineage():
 
     parent = parent_record(BASE)
     published = json.loads((model_cards_dir() / BASE_FOLDER / "config.json").read_text())
-    (stage,) = parent["lineage"]
+    # The published model's own stages (its parent's lineage, if it was itself fine-tuned),
+    # then the published run itself.
+    *earlier, stage = parent["lineage"]
+    assert earlier == (published["training"].get("parent") or {}).get("lineage", [])
     assert stage["name"] == BASE_FOLDER
     assert stage["cpu_hours"] == published["training"]["cpu_hours"]
     assert stage["segments"] == published["training"]["segments"]
@@ -388,25 +396,27 @@ def test_fine_tuned_card_counts_every_stage_of_the_lineage():
     info = {"wall_time_s": 600.0, "cpu_hours": 0.25, "parent": parent, "command": "zoo train x",
             "segments": [{"command": "zoo train x", "started": "2026-12-07T10:00"},
                          {"command": "zoo train x --resume", "started": "2026-12-07T11:00"}]}
-    total = 0.25 + stage["cpu_hours"]
+    total = 0.25 + sum(s["cpu_hours"] for s in parent["lineage"])
     assert total_cpu_hours(info) == pytest.approx(total)
     assert f"0.25 CPU-hours in this run and {total:.2f} in total" in cost_text(info)
     history = history_text(info)
     assert f"`{BASE_FOLDER}`: {stage['epochs']} epochs" in history
-    first = stage["segments"][0]["command"]
+    first = parent["lineage"][0]["segments"][0]["command"]
     assert history.index(first) < history.index("This run (2 segments")
     assert history.count("`zoo train x") == 2
 
     from zoo.tasks.card_text import epochs_text, total_epochs
 
-    assert epochs_text({**info, "epochs": 3}) == f"{stage['epochs']} + 3 epochs"
-    assert total_epochs({**info, "epochs": 3}) == stage["epochs"] + 3
+    stage_epochs = [s["epochs"] for s in parent["lineage"]]
+    expected = " + ".join(map(str, [*stage_epochs, 3])) + " epochs"
+    assert epochs_text({**info, "epochs": 3}) == expected
+    assert total_epochs({**info, "epochs": 3}) == sum(stage_epochs) + 3
     assert epochs_text({"epochs": 3}) == "3 epochs"
 
-    # A grandchild inherits both stages.
+    # A grandchild inherits every stage.
     child_config = {"training": {**info, "epochs": 3}}
     lineage = training_lineage(child_config, "child")
-    assert [s["name"] for s in lineage] == [BASE_FOLDER, "child"]
+    assert [s["name"] for s in lineage] == [*(s["name"] for s in parent["lineage"]), "child"]
     # No recorded cost (e.g. a converted model): no lineage, and the card says nothing more.
     assert training_lineage({"training": {"epochs": 3}}, "x") == []
     assert cost_text({"wall_time_s": 60.0, "cpu_hours": 0.1}).endswith("0.10 CPU-hours in total")

@@ -232,11 +232,11 @@ def training_section(recipe: Recipe, info: dict[str, Any], levels: dict[str, flo
 
 def published_weights_text(info: dict[str, Any], ema: bool) -> str:
     """Which epoch's weights the card's model holds (chosen on validation, or the last one)."""
-    averaged = " (the exponential moving average of the weights)" if ema else ""
+    averaged = "; the exponential moving average of the weights" if ema else ""
     if "selected_epoch" in info:
-        return (f"- Published weights: epoch {info['selected_epoch']} (0-based){averaged}, the "
+        return (f"- Published weights: epoch {info['selected_epoch']} (0-based{averaged}), the "
                 "best validation metric of the projected model.")
-    return (f"- Published weights: the last epoch, {info['epochs'] - 1} (0-based){averaged}; "
+    return (f"- Published weights: the last epoch, {info['epochs'] - 1} (0-based{averaged}); "
             "the recipe does not select an epoch on validation.")
 
 
