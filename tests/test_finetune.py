@@ -422,6 +422,22 @@ def test_fine_tuned_card_counts_every_stage_of_the_lineage():
     assert cost_text({"wall_time_s": 60.0, "cpu_hours": 0.1}).endswith("0.10 CPU-hours in total")
 
 
+def test_parent_in_a_local_folder_is_named_by_its_config(tmp_path):
+    """A run fine-tuned from an export folder (``--init-from run/export``) records the model's
+    name from its config, not the folder's name, and the folder it came from."""
+    import shutil
+
+    from zoo.train.parent import parent_record
+
+    folder = tmp_path / "export-h"
+    shutil.copytree(model_cards_dir() / BASE_FOLDER, folder)
+    record = parent_record(folder)
+    assert record["name"] == BASE_FOLDER
+    assert record["folder"] == str(folder.resolve()) and record["requested"] == str(folder)
+    assert record["lineage"][-1]["name"] == BASE_FOLDER
+    assert record["sha256"] == parent_record(BASE)["sha256"]
+
+
 def test_whole_history_curve_spans_every_stage(tmp_path):
     """Each export records its validation curve; a later stage's parent record carries the
     earlier curves, and its export plots validation over every epoch that made the model."""

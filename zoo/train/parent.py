@@ -67,8 +67,11 @@ def parent_record(init_from: str | os.PathLike[str] | nn.Module) -> dict[str, An
         return record
     resolved = _resolve(init_from)
     config = base_config(init_from)
+    # A local folder is named by the model its config says it holds, not by the folder (an
+    # export folder such as ``run/export`` would otherwise name the parent "export").
+    name = (config.get("name") or resolved.name) if resolved.source == "local" else resolved.name
     record = {
-        "name": resolved.name,
+        "name": name,
         "revision": resolved.revision,
         "sha256": config["files"][WEIGHTS_NAME]["sha256"],
     }
@@ -76,9 +79,9 @@ def parent_record(init_from: str | os.PathLike[str] | nn.Module) -> dict[str, An
         record["repo_id"] = resolved.entry.repo_id
     if resolved.source == "local":
         record["folder"] = str(resolved.folder.resolve())
-    if str(init_from) != resolved.name:
+    if str(init_from) != name:
         record["requested"] = str(init_from)
-    lineage = training_lineage(config, resolved.name)
+    lineage = training_lineage(config, name)
     if lineage:
         record["lineage"] = lineage
     return record
