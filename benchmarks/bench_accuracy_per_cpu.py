@@ -24,7 +24,16 @@ Writes ``benchmarks/results/accuracy_per_cpu.{json,png}`` and prints a table::
     nice -n 10 python benchmarks/bench_accuracy_per_cpu.py --budget-cpu-s 150 --test-frames 100 \
         --work-dir /work/runs/bench-smoke --output /tmp/acc/accuracy_per_cpu.json   # smoke run
 
-(MACE's first epoch takes ~110-130 CPU-s here, so a smoke budget under that has no MACE point.)
+On two cores the sides can train at the same time, one per core, and be joined afterwards (how
+the committed results were made)::
+
+    python benchmarks/bench_accuracy_per_cpu.py --only zoo --work-dir W/zoo --output W/zoo.json &
+    python benchmarks/bench_accuracy_per_cpu.py --only mace --work-dir W/mace --output W/mace.json
+    python benchmarks/bench_accuracy_per_cpu.py --join W/zoo.json W/mace.json
+
+``--seed N`` changes the initialisation (and batch order) of both sides, not the data split, for
+repeats (``accuracy_per_cpu.seed1.json``). (MACE's first epoch takes ~110-130 CPU-s here, so a
+smoke budget under that has no MACE point.)
 """
 
 from __future__ import annotations
@@ -238,7 +247,7 @@ ZOO_TRAIN = """
 import sys, torch
 torch.set_num_threads(int(sys.argv[3])); torch.set_num_interop_threads(int(sys.argv[3]))
 from zoo.train.run import train
-train(sys.argv[1], sys.argv[2], progress=False, export=False)
+train(sys.argv[1], sys.argv[2], progress=False, export=False, overrides={"seed": int(sys.argv[4])})
 """
 
 
@@ -262,7 +271,8 @@ def train_zoo(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
     snapshots = Snapshots(folder / "snapshots", watch, describe)
     env = thread_env(args.threads)  # ZOO_DATA_DIR, where set, passes through
-    command = [sys.executable, "-c", ZOO_TRAIN, str(args.recipe), str(run), str(args.threads)]
+    command = [sys.executable, "-c", ZOO_TRAIN, str(args.recipe), str(run), str(args.threads),
+               str(args.seed)]
     info = run_with_budget(command, env, folder / "train.log", args.budget_cpu_s, args.poll_s,
                            snapshots)
     return {**info, "snapshots": snapshots.records}
@@ -329,7 +339,8 @@ def mace_arguments(args: argparse.Namespace, split: Path, run: Path) -> list[str
     weight 1000 -> 100, lr 1e-3) at 3/4 of ``max_num_epochs``, so the epochs are sized to the
     budget (``--mace-epoch-cpu-s``) to let Stage Two happen within it."""
     epochs = mace_epochs(args)
-    config = {**MACE_CONFIG, "default_dtype": args.mace_dtype, "max_num_epochs": epochs,
+    config = {**MACE_CONFIG, "default_dtype": args.mace_dtype, "seed": args.seed,
+              "max_num_epochs": epochs,
               "eval_interval": 1, "energy_key": ENERGY_KEY, "forces_key": FORCES_KEY}
     paths = {"name": "aspirin", "train_file": split / "train.xyz",
              "valid_file": split / "val.xyz", "device": "cpu", "work_dir": run,
@@ -432,6 +443,34 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def join(paths: list[Path]) -> dict[str, Any]:
+    """One results dict from one-side runs (``--only zoo`` and ``--only mace``, e.g. run at the
+    same time on two cores), which must share the marks, split, budget, seed and test frames."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    shared = ("marks_cpu_s", "split", "budget_cpu_s", "test_frames", "threads")
+    for part, path in zip(parts[1:], paths[1:], strict=True):
+        differs = [k for k in (*shared, "seed") if part.get(k) != parts[0].get(k)]
+        if differs:
+            raise ValueError(f"{path} differs from {paths[0]} in {', '.join(differs)}: "
+                             "only runs of the same benchmark settings can be joined")
+    results = {**parts[0], "sides": {}, "machine_by_side": {},
+               "joined_from": [str(p) for p in paths]}
+    for part in parts:
+        for side, run in part["sides"].items():
+            if side in results["sides"]:
+                raise ValueError(f"two of the files hold the {side} side")
+            results["sides"][side] = run
+            results["machine_by_side"][side] = part["machine"]  # each its own load average
+            if side == "mace":
+                results["mace_config"] = part["mace_config"]
+            else:
+                results["zoo_recipe"] = part["zoo_recipe"]
+    for i, point in enumerate(results["points"]):
+        for part in parts:
+            point.update({k: v for k, v in part["points"][i].items() if k in part["sides"]})
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="zoo recipe (yaml)")
@@ -443,6 +482,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--test-frames", type=int, help="first N test frames (default: all)")
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--poll-s", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="initialisation seed of both sides (the data split stays fixed)")
     parser.add_argument("--only", choices=["zoo", "mace"], help="run one side only")
     parser.add_argument("--skip-training", action="store_true",
                         help="re-evaluate the snapshots already in --work-dir")
@@ -458,7 +499,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 1800 s that is 18 epochs, Stage Two from epoch 12, i.e. in the last ~quarter of the budget.
     parser.add_argument("--mace-epoch-cpu-s", type=float, default=100.0,
                         help="estimated CPU seconds of one MACE epoch (sizes max_num_epochs)")
+    parser.add_argument("--join", type=Path, nargs="+", metavar="RESULT",
+                        help="join the results files of one-side runs into --output (no "
+                             "training, no evaluation)")
     args = parser.parse_args(argv)
+    if args.join:
+        results = join(args.join)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        plot(results, args.output.with_suffix(".png"))
+        print_table(results)
+        print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}")
+        return results
     args.recipe = args.recipe.resolve()
     marks = ([float(m) for m in args.marks.split(",")] if args.marks
              else [args.budget_cpu_s * i / 6 for i in range(1, 7)])
@@ -467,7 +519,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from zoo.train.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, {"seed": args.seed})
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     split = write_split(recipe, work / "data")
@@ -476,7 +528,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trained = json.loads(state_file.read_text()) if state_file.exists() else {}
     results: dict[str, Any] = {
         "points": [], "zoo_recipe": {"path": str(args.recipe), **recipe.to_dict()},
-        "mace_config": {**MACE_CONFIG, "default_dtype": args.mace_dtype, "flags": MACE_FLAGS},
+        "mace_config": {**MACE_CONFIG, "default_dtype": args.mace_dtype, "seed": args.seed,
+                        "flags": MACE_FLAGS},
+        "seed": args.seed,
         "machine": machine(args.threads), "threads": args.threads,
         "budget_cpu_s": args.budget_cpu_s, "marks_cpu_s": marks, "split": split,
         "test_frames": args.test_frames or "all", "sides": {},
