@@ -443,13 +443,23 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def write_results(results: dict[str, Any], output: Path) -> dict[str, Any]:
+    """Write the JSON and its plot beside it, and print the table."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, output.with_suffix(".png"))
+    print_table(results)
+    print(f"\nwrote {output} and {output.with_suffix('.png')}")
+    return results
+
+
 def join(paths: list[Path]) -> dict[str, Any]:
     """One results dict from one-side runs (``--only zoo`` and ``--only mace``, e.g. run at the
     same time on two cores), which must share the marks, split, budget, seed and test frames."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    shared = ("marks_cpu_s", "split", "budget_cpu_s", "test_frames", "threads")
+    shared = ("marks_cpu_s", "split", "budget_cpu_s", "test_frames", "threads", "seed")
     for part, path in zip(parts[1:], paths[1:], strict=True):
-        differs = [k for k in (*shared, "seed") if part.get(k) != parts[0].get(k)]
+        differs = [k for k in shared if part.get(k) != parts[0].get(k)]
         if differs:
             raise ValueError(f"{path} differs from {paths[0]} in {', '.join(differs)}: "
                              "only runs of the same benchmark settings can be joined")
@@ -504,13 +514,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "training, no evaluation)")
     args = parser.parse_args(argv)
     if args.join:
-        results = join(args.join)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
-        plot(results, args.output.with_suffix(".png"))
-        print_table(results)
-        print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}")
-        return results
+        return write_results(join(args.join), args.output)
     args.recipe = args.recipe.resolve()
     marks = ([float(m) for m in args.marks.split(",")] if args.marks
              else [args.budget_cpu_s * i / 6 for i in range(1, 7)])
@@ -588,12 +592,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         results["points"].append(point)
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.output.with_suffix(".png"))
-    print_table(results)
-    print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}")
-    return results
+    return write_results(results, args.output)
 
 
 if __name__ == "__main__":

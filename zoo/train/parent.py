@@ -49,7 +49,7 @@ def parent_record(init_from: str | os.PathLike[str] | nn.Module) -> dict[str, An
     was loaded gets the sha256 of its current weights and ``"modified": True``. Registered
     models add their ``repo_id``, local folders their absolute ``folder``.
     """
-    from zoo.hub.checkpoint import WEIGHTS_NAME
+    from zoo.hub.checkpoint import WEIGHTS_NAME, read_config
 
     if isinstance(init_from, nn.Module):
         info = getattr(init_from, "zoo_info", None) or {}
@@ -66,7 +66,7 @@ def parent_record(init_from: str | os.PathLike[str] | nn.Module) -> dict[str, An
             record["modified"] = True
         return record
     resolved = _resolve(init_from)
-    config = base_config(init_from)
+    config = read_config(resolved.folder, resolved.expected_sha256)  # resolved once, not twice
     # A local folder is named by the model its config says it holds, not by the folder (an
     # export folder such as ``run/export`` would otherwise name the parent "export").
     name = (config.get("name") or resolved.name) if resolved.source == "local" else resolved.name
